@@ -1,0 +1,120 @@
+# Makefile — build, test and run sdefed.
+#
+#   make                 build build/bin/{sdefed-agent,sdefed-coordinator,sdefed,sdefed-synth}
+#   make check           unit + integration tests
+#   make demo            a 3-site federation on loopback answering real queries
+#   make SANITIZE=address,undefined check    the same under ASan/UBSan
+#   make fuzz            libFuzzer targets (clang)
+#   make install PREFIX=/usr/local DESTDIR=
+#
+# Dependencies come from pkg-config; `make deps` installs missing Debian
+# packages through deploy/deps.sh.
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+BUILD    ?= build
+SANITIZE ?=
+
+PKGS := libuv libssl libcrypto libprotobuf-c sqlite3 jansson inih
+
+WARN    := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -fno-strict-aliasing
+CPPFLAGS += -Iinclude -I$(BUILD)/gen -Iagent -Icoordinator $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+PROTO_C := $(BUILD)/gen/sdefed.pb-c.c
+PROTO_H := $(BUILD)/gen/sdefed.pb-c.h
+
+LIB_SRC   := $(wildcard lib/*.c) $(PROTO_C)
+AGENT_SRC := $(filter-out agent/main.c,$(wildcard agent/*.c agent/*/*.c))
+COORD_SRC := $(filter-out coordinator/main.c,$(wildcard coordinator/*.c))
+CLI_SRC   := $(filter-out coordinator/cli/main.c,$(wildcard coordinator/cli/*.c))
+SYNTH_SRC := $(wildcard deploy/synth/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst $(BUILD)/%,%,$(1)))
+
+LIB_OBJ   := $(call obj,$(LIB_SRC))
+AGENT_OBJ := $(call obj,$(AGENT_SRC))
+COORD_OBJ := $(call obj,$(COORD_SRC))
+CLI_OBJ   := $(call obj,$(CLI_SRC))
+
+LIBSDEFED := $(BUILD)/lib/libsdefed.a
+LIBAGENT  := $(BUILD)/lib/libagent.a
+LIBCOORD  := $(BUILD)/lib/libcoord.a
+LIBCLI    := $(BUILD)/lib/libcli.a
+
+BINS := $(BUILD)/bin/sdefed-agent $(BUILD)/bin/sdefed-coordinator $(BUILD)/bin/sdefed $(BUILD)/bin/sdefed-synth
+
+UNIT_SRC  := $(wildcard tests/unit/*/test_*.c tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps check unit integration demo fuzz bench install uninstall clean
+.SUFFIXES:
+
+all: $(BINS)
+
+deps:
+	@sh deploy/deps.sh
+
+# ---- generated protobuf code (never committed) ----
+$(PROTO_C) $(PROTO_H): proto/sdefed.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+# every object may include the generated header
+$(BUILD)/obj/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out -Wshadow,$(CFLAGS)) -c -o $@ $<
+
+$(LIBSDEFED): $(LIB_OBJ)
+$(LIBAGENT): $(AGENT_OBJ)
+$(LIBCOORD): $(COORD_OBJ)
+$(LIBCLI): $(CLI_OBJ)
+$(BUILD)/lib/%.a:
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/sdefed-agent: $(BUILD)/obj/agent/main.o $(LIBAGENT) $(LIBSDEFED)
+$(BUILD)/bin/sdefed-coordinator: $(BUILD)/obj/coordinator/main.o $(LIBCOORD) $(LIBSDEFED)
+$(BUILD)/bin/sdefed: $(BUILD)/obj/coordinator/cli/main.o $(LIBCLI) $(LIBSDEFED)
+$(BUILD)/bin/sdefed-synth: $(call obj,$(SYNTH_SRC)) $(LIBSDEFED)
+$(BUILD)/bin/%:
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- tests ----
+$(BUILD)/tests/%: tests/unit/%.c $(LIBAGENT) $(LIBCOORD) $(LIBCLI) $(LIBSDEFED) $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBAGENT) $(LIBCOORD) $(LIBCLI) $(LIBSDEFED) $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS) $(BINS)
+	@BUILD=$(BUILD) sh tests/run-unit.sh $(UNIT_BINS)
+
+integration: $(BINS)
+	@BUILD=$(BUILD) python3 tests/integration/run.py
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh deploy/demo.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -52,7 +52,7 @@ LIBCLI    := $(BUILD)/lib/libcli.a
 
 BINS := $(BUILD)/bin/sdefed-agent $(BUILD)/bin/sdefed-coordinator $(BUILD)/bin/sdefed $(BUILD)/bin/sdefed-synth
 
-UNIT_SRC  := $(wildcard tests/unit/*/test_*.c tests/unit/test_*.c)
+UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps check unit integration demo fuzz bench install uninstall clean
@@ -89,15 +89,29 @@ $(BUILD)/lib/%.a:
 $(BUILD)/bin/sdefed-agent: $(BUILD)/obj/agent/main.o $(LIBAGENT) $(LIBSDEFED)
 $(BUILD)/bin/sdefed-coordinator: $(BUILD)/obj/coordinator/main.o $(LIBCOORD) $(LIBSDEFED)
 $(BUILD)/bin/sdefed: $(BUILD)/obj/coordinator/cli/main.o $(LIBCLI) $(LIBSDEFED)
-$(BUILD)/bin/sdefed-synth: $(call obj,$(SYNTH_SRC)) $(LIBSDEFED)
+$(BUILD)/bin/sdefed-synth: $(call obj,$(SYNTH_SRC)) $(BUILD)/obj/gen/omop_ddl.o $(LIBSDEFED)
+
+# The OMOP CDM v5.4 DDL shipped in deploy/omop/ is compiled into the generator.
+$(BUILD)/gen/omop_ddl.c: deploy/omop/OMOPCDM_sqlite_5.4_ddl.sql deploy/synth/embed.sh
+	@mkdir -p $(dir $@)
+	sh deploy/synth/embed.sh $< omop_ddl_sql > $@
 $(BUILD)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- tests ----
-$(BUILD)/tests/%: tests/unit/%.c $(LIBAGENT) $(LIBCOORD) $(LIBCLI) $(LIBSDEFED) $(PROTO_H)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBAGENT) $(LIBCOORD) $(LIBCLI) $(LIBSDEFED) $(LDLIBS) -lcmocka
+# tests/unit mirrors the tree; each directory links only what it tests.
+TEST_LIBS_lib         := $(LIBSDEFED)
+TEST_LIBS_agent       := $(LIBAGENT) $(LIBSDEFED)
+TEST_LIBS_coordinator := $(LIBCOORD) $(LIBSDEFED)
+TEST_LIBS_cli         := $(LIBCLI) $(LIBSDEFED)
+
+define unit_rule
+$(BUILD)/tests/$(1)/%: tests/unit/$(1)/%.c $$(TEST_LIBS_$(1)) $$(PROTO_H)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$< $$(TEST_LIBS_$(1)) $$(LDLIBS) -lcmocka
+endef
+$(foreach d,lib agent coordinator cli,$(eval $(call unit_rule,$(d))))
 
 unit: $(UNIT_BINS) $(BINS)
 	@BUILD=$(BUILD) sh tests/run-unit.sh $(UNIT_BINS)

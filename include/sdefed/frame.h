@@ -42,7 +42,7 @@ void frame_decoder_free(frame_decoder *d);
 int frame_decoder_feed(frame_decoder *d, const void *data, size_t n) SDF_MUSTCHECK;
 
 /* Take the next whole frame.
- * Returns 1 and points *payload/*len at it (valid until the next feed or
+ * Returns 1 and points *payload and *len at it (valid until the next feed or
  * next call), 0 when more bytes are needed, or SDF_EFRAME_TOO_BIG. */
 int frame_decoder_next(frame_decoder *d, const uint8_t **payload, size_t *len) SDF_MUSTCHECK;
 

@@ -1,0 +1,151 @@
+/* agent/agent_config.c — load and check the agent's INI configuration.
+ *
+ * Fixed keys are one table (see conf.h); "[dataset NAME]" sections are
+ * parsed by dataset_section(). Everything lands in a fresh agent_config,
+ * so a failed reload never disturbs the running one.
+ */
+#include "agent_config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sdefed/conf.h"
+
+#define K(sec, name, type, field, def, min, max, req)                                   \
+    { sec, name, type, offsetof(agent_config, field), sizeof(((agent_config *)0)->field), \
+      def, min, max, req, 0 }
+
+static const conf_key agent_keys[] = {
+    K("agent", "site_id", CONF_STR, site_id, NULL, 0, 0, true),
+    { "agent", "coordinator", CONF_HOSTPORT, offsetof(agent_config, coordinator_host),
+      sizeof(((agent_config *)0)->coordinator_host), NULL, 0, 0, true,
+      offsetof(agent_config, coordinator_port) },
+    K("agent", "cert", CONF_PATH, cert, NULL, 0, 0, true),
+    K("agent", "key", CONF_PATH, key, NULL, 0, 0, true),
+    K("agent", "ca", CONF_PATH, ca, NULL, 0, 0, true),
+    K("agent", "crl", CONF_PATH, crl, NULL, 0, 0, false),
+    K("agent", "coordinator_pin", CONF_STR, coordinator_pin, NULL, 0, 0, false),
+    K("agent", "state_dir", CONF_PATH, state_dir, NULL, 0, 0, true),
+    K("agent", "heartbeat_seconds", CONF_SECONDS_MS, heartbeat_ms, "10", 1, 3600, false),
+    K("agent", "max_concurrent_queries", CONF_UINT, max_concurrent, "4", 1, 64, false),
+    K("agent", "reconnect_min_ms", CONF_UINT, reconnect_min_ms, "500", 10, 600000, false),
+    K("agent", "reconnect_max_ms", CONF_UINT, reconnect_max_ms, "30000", 10, 3600000, false),
+    K("agent", "max_frame_bytes", CONF_SIZE, max_frame, "4194304", 65536, 268435456, false),
+    K("agent", "log_level", CONF_LOGLEVEL, log_level, "info", 0, 0, false),
+    K("disclosure", "min_cell", CONF_INT64, policy.min_cell, "10", 1, 1000000, false),
+    K("disclosure", "rounding", CONF_INT64, policy.rounding, "5", 1, 1000000, false),
+    K("disclosure", "zero_is_disclosive", CONF_BOOL, policy.zero_is_disclosive, "false", 0, 0,
+      false),
+};
+
+static int dataset_section(void *target, const char *section, const char *key,
+                           const char *value, const char *dir, char *err, size_t errlen)
+{
+    agent_config *c = target;
+    if (strncmp(section, "dataset ", 8) != 0) {
+        snprintf(err, errlen, "unknown section [%s]", section);
+        return SDF_ECONFIG;
+    }
+    const char *name = section + 8;
+    if (key == NULL) {                       /* a new [dataset NAME] section */
+        if (!conf_valid_name(name)) {
+            snprintf(err, errlen, "dataset name must be 1-63 of [A-Za-z0-9._-]");
+            return SDF_ECONFIG;
+        }
+        if (agent_config_dataset(c, name)) {
+            snprintf(err, errlen, "dataset '%s' declared twice", name);
+            return SDF_ECONFIG;
+        }
+        if (c->n_datasets == AGENT_MAX_DATASETS) {
+            snprintf(err, errlen, "too many datasets (max %d)", AGENT_MAX_DATASETS);
+            return SDF_ECONFIG;
+        }
+        agent_dataset *d = &c->datasets[c->n_datasets++];
+        memset(d, 0, sizeof *d);
+        snprintf(d->name, sizeof d->name, "%s", name);
+        snprintf(d->backend, sizeof d->backend, "sqlite");
+        return 0;
+    }
+    agent_dataset *d = &c->datasets[c->n_datasets - 1];
+    /* inih merges two adjacent sections of the same name, so a repeated
+     * key is how a duplicated [dataset NAME] shows up. */
+    if ((strcmp(key, "type") == 0 && d->type[0]) || (strcmp(key, "path") == 0 && d->path[0])) {
+        snprintf(err, errlen, "%s: set twice in [%s]", key, section);
+        return SDF_ECONFIG;
+    }
+    if (strcmp(key, "type") == 0) {
+        if (strcmp(value, "omop") != 0) {
+            snprintf(err, errlen, "type: only 'omop' is supported");
+            return SDF_ECONFIG;
+        }
+        snprintf(d->type, sizeof d->type, "%s", value);
+    } else if (strcmp(key, "backend") == 0) {
+        if (strcmp(value, "sqlite") != 0) {
+            snprintf(err, errlen, "backend: only 'sqlite' is supported");
+            return SDF_ECONFIG;
+        }
+        snprintf(d->backend, sizeof d->backend, "%s", value);
+    } else if (strcmp(key, "path") == 0) {
+        if (conf_resolve_path(dir, value, d->path, sizeof d->path) != 0) {
+            snprintf(err, errlen, "path: too long");
+            return SDF_ECONFIG;
+        }
+    } else {
+        snprintf(err, errlen, "unknown key '%s' in [%s]", key, section);
+        return SDF_ECONFIG;
+    }
+    return 0;
+}
+
+int agent_config_load(const char *path, agent_config *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    int rc = conf_load(path, agent_keys, sizeof agent_keys / sizeof agent_keys[0], out,
+                       dataset_section, err, errlen);
+    if (rc != 0)
+        return rc;
+
+    if (!conf_valid_name(out->site_id)) {
+        snprintf(err, errlen, "%s: [agent] site_id must be 1-63 of [A-Za-z0-9._-]", path);
+        return SDF_ECONFIG;
+    }
+    if (out->coordinator_port == 0) {
+        snprintf(err, errlen, "%s: [agent] coordinator: port 0 is not valid", path);
+        return SDF_ECONFIG;
+    }
+    if (out->coordinator_pin[0] && strlen(out->coordinator_pin) != 64) {
+        snprintf(err, errlen, "%s: [agent] coordinator_pin must be 64 hex digits", path);
+        return SDF_ECONFIG;
+    }
+    if (out->reconnect_min_ms > out->reconnect_max_ms) {
+        snprintf(err, errlen, "%s: [agent] reconnect_min_ms exceeds reconnect_max_ms", path);
+        return SDF_ECONFIG;
+    }
+    char why[256];
+    if (disc_policy_check(&out->policy, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: [disclosure] %s", path, why);
+        return SDF_ECONFIG;
+    }
+    if (out->n_datasets == 0) {
+        snprintf(err, errlen, "%s: no [dataset NAME] section: the agent has nothing to answer over",
+                 path);
+        return SDF_ECONFIG;
+    }
+    for (size_t i = 0; i < out->n_datasets; i++) {
+        const agent_dataset *d = &out->datasets[i];
+        if (!d->type[0] || !d->path[0]) {
+            snprintf(err, errlen, "%s: [dataset %s] needs type and path", path, d->name);
+            return SDF_ECONFIG;
+        }
+    }
+    return 0;
+}
+
+const agent_dataset *agent_config_dataset(const agent_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_datasets; i++)
+        if (strcmp(c->datasets[i].name, name) == 0)
+            return &c->datasets[i];
+    return NULL;
+}

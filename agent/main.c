@@ -1,0 +1,246 @@
+/* agent/main.c — sdefed-agent: start-up, signals, reload and shutdown.
+ *
+ * The agent runs inside an SDE next to its OMOP data, dials out to the
+ * coordinator (agent_link.c) and answers disclosure-controlled queries
+ * (agent_jobs.c -> query.c). Signals are loop events: SIGHUP reloads the
+ * config and certificates (a failed reload keeps the old ones), SIGTERM or
+ * SIGINT drains in-flight queries for a bounded time and exits, and a
+ * second such signal exits at once.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "sdefed/log.h"
+
+#define DRAIN_MS 10000
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sdefed-agent --config FILE [--check-config]\n"
+               "  -c, --config FILE    agent configuration (INI)\n"
+               "      --check-config   validate the configuration and certificates, then exit\n"
+               "  -h, --help           this help\n");
+}
+
+/* Load config + TLS context together: both or neither. */
+static int load_all(const char *path, agent_cfg_ref **cfg_out, tls_ctx **tls_out, char *err,
+                    size_t errlen)
+{
+    agent_cfg_ref *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return SDF_ENOMEM;
+    }
+    int rc = agent_config_load(path, &r->cfg, err, errlen);
+    if (rc != 0) {
+        free(r);
+        return rc;
+    }
+    const agent_config *c = &r->cfg;
+    tls_opts o = {
+        .cert_file = c->cert, .key_file = c->key, .ca_file = c->ca,
+        .crl_file = c->crl[0] ? c->crl : NULL,
+        .pin_sha256 = c->coordinator_pin[0] ? c->coordinator_pin : NULL,
+    };
+    char why[512];
+    tls_ctx *t = tls_ctx_create(TLS_ROLE_CLIENT, &o, why, sizeof why);
+    if (!t) {
+        snprintf(err, errlen, "%s: TLS: %s", path, why);
+        free(r);
+        return SDF_ECONFIG;
+    }
+    if (strcmp(tls_ctx_own_cn(t), c->site_id) != 0) {
+        snprintf(err, errlen, "%s: site_id '%s' does not match the certificate CN '%s'", path,
+                 c->site_id, tls_ctx_own_cn(t));
+        tls_ctx_free(t);
+        free(r);
+        return SDF_ECONFIG;
+    }
+    for (size_t i = 0; i < c->n_datasets; i++) {
+        if (access(c->datasets[i].path, R_OK) != 0) {
+            snprintf(err, errlen, "%s: [dataset %s] path %s: %s", path, c->datasets[i].name,
+                     c->datasets[i].path, strerror(errno));
+            tls_ctx_free(t);
+            free(r);
+            return SDF_ECONFIG;
+        }
+    }
+    r->refs = 1;
+    *cfg_out = r;
+    *tls_out = t;
+    return 0;
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void agent_maybe_exit(agent *a)
+{
+    if (!a->stopping || a->n_jobs > 0)
+        return;
+    log_info("stopped: %llu answered, %llu refused, %llu failed",
+             (unsigned long long)a->answered, (unsigned long long)a->refused,
+             (unsigned long long)a->failed);
+    agent_link_stop(a);
+    uv_timer_stop(&a->drain_timer);
+    uv_signal_stop(&a->sig_term);
+    uv_signal_stop(&a->sig_int);
+    uv_signal_stop(&a->sig_hup);
+    /* The link closes asynchronously; close every other handle now so the
+     * loop ends once the link's handles are gone. */
+    uv_close((uv_handle_t *)&a->reconnect_timer, NULL);
+    uv_close((uv_handle_t *)&a->heartbeat_timer, NULL);
+    uv_close((uv_handle_t *)&a->drain_timer, NULL);
+    uv_close((uv_handle_t *)&a->sig_term, NULL);
+    uv_close((uv_handle_t *)&a->sig_int, NULL);
+    uv_close((uv_handle_t *)&a->sig_hup, NULL);
+}
+
+static void drain_timeout_cb(uv_timer_t *t)
+{
+    agent *a = t->data;
+    log_warn("drain time exceeded: cancelling %u running queries", a->n_jobs);
+    agent_jobs_cancel_all(a);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum)
+{
+    agent *a = s->data;
+    if (a->stopping) {
+        log_warn("second signal: exiting now");
+        _exit(1);
+    }
+    a->stopping = true;
+    log_info("signal %d: draining %u queries (at most %d ms)", signum, a->n_jobs, DRAIN_MS);
+    uv_timer_start(&a->drain_timer, drain_timeout_cb, DRAIN_MS, 0);
+    agent_maybe_exit(a);
+}
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    agent *a = s->data;
+    agent_cfg_ref *cfg;
+    tls_ctx *tls;
+    char err[1024];
+    if (load_all(a->config_path, &cfg, &tls, err, sizeof err) != 0) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    const agent_config *old = &a->cfg->cfg;
+    if (strcmp(old->site_id, cfg->cfg.site_id) != 0) {
+        log_error("reload failed, keeping the running configuration: site_id cannot change");
+        tls_ctx_free(tls);
+        agent_cfg_release(cfg);
+        return;
+    }
+    bool moved = strcmp(old->coordinator_host, cfg->cfg.coordinator_host) != 0 ||
+                 old->coordinator_port != cfg->cfg.coordinator_port;
+    agent_cfg_release(a->cfg);
+    tls_ctx_free(a->tls);
+    a->cfg = cfg;
+    a->tls = tls;
+    log_set_level(cfg->cfg.log_level);
+    log_info("configuration reloaded (%zu datasets)", cfg->cfg.n_datasets);
+    if (moved && a->link)
+        conn_close(a->link, 0, "coordinator address changed");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "check-config", no_argument, NULL, 'C' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *config_path = NULL;
+    bool check_only = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': config_path = optarg; break;
+        case 'C': check_only = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!config_path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    log_init("sdefed-agent", NULL);
+    agent a;
+    memset(&a, 0, sizeof a);
+    a.config_path = config_path;
+    char err[1024];
+    if (load_all(config_path, &a.cfg, &a.tls, err, sizeof err) != 0) {
+        fprintf(stderr, "sdefed-agent: %s\n", err);
+        return 1;
+    }
+    const agent_config *cfg = &a.cfg->cfg;
+    if (check_only) {
+        printf("%s: configuration OK (site %s, %zu datasets)\n", config_path, cfg->site_id,
+               cfg->n_datasets);
+        tls_ctx_free(a.tls);
+        agent_cfg_release(a.cfg);
+        return 0;
+    }
+    log_init("sdefed-agent", cfg->site_id);
+    log_set_level(cfg->log_level);
+    if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
+        log_error("state_dir %s: %s", cfg->state_dir, strerror(errno));
+        return 1;
+    }
+    /* Worker threads = concurrent queries; must be set before the pool starts. */
+    char nthreads[16];
+    snprintf(nthreads, sizeof nthreads, "%u", cfg->max_concurrent);
+    setenv("UV_THREADPOOL_SIZE", nthreads, 1);
+
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) {
+        log_error("cannot initialise the event loop");
+        return 1;
+    }
+    a.loop = &loop;
+    a.backoff_ms = cfg->reconnect_min_ms;
+    uv_timer_init(&loop, &a.reconnect_timer);
+    uv_timer_init(&loop, &a.heartbeat_timer);
+    uv_timer_init(&loop, &a.drain_timer);
+    a.reconnect_timer.data = a.heartbeat_timer.data = a.drain_timer.data = &a;
+    uv_signal_init(&loop, &a.sig_term);
+    uv_signal_init(&loop, &a.sig_int);
+    uv_signal_init(&loop, &a.sig_hup);
+    a.sig_term.data = a.sig_int.data = a.sig_hup.data = &a;
+    uv_signal_start(&a.sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&a.sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&a.sig_hup, on_hup, SIGHUP);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_info("starting: coordinator %s:%d, %zu datasets, min_cell %lld, rounding %lld",
+             cfg->coordinator_host, cfg->coordinator_port, cfg->n_datasets,
+             (long long)cfg->policy.min_cell, (long long)cfg->policy.rounding);
+    agent_link_start(&a);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    uv_walk(&loop, close_walk_cb, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&loop);
+    if (rc != 0)
+        log_warn("event loop closed with handles open: %s", uv_strerror(rc));
+    tls_ctx_free(a.tls);
+    agent_cfg_release(a.cfg);
+    return 0;
+}

@@ -1,0 +1,414 @@
+/* coordinator/dispatch.c — fan a query out to sites and gather the answers.
+ *
+ * An analyst's Submit is validated (spec_validate: the coordinator never
+ * forwards a spec it cannot parse), given a query id, recorded in the store
+ * and sent to every chosen site that is online, with a deadline. Each site
+ * ends in exactly one state: ok, refused, error, timeout (no answer by the
+ * deadline) or offline (not connected, or lost during the query), with a
+ * reason. When every site has answered or the deadline passes, the results
+ * are pooled, stored and sent to the analyst if it is still connected.
+ */
+#include "coord.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "pool.h"
+#include "sdefed/log.h"
+#include "sdefed/spec.h"
+
+/* Grace after the deadline for the agents' own "timeout" answers to arrive. */
+#define DEADLINE_GRACE_MS 250
+
+typedef struct site_slot {
+    size_t site_index;
+    bool pending;
+    Sdefed__SiteStatus status;
+    char reason[160];
+    Sdefed__QueryResult *res;     /* owned, when answered */
+} site_slot;
+
+struct pending_query {
+    coord *co;
+    char query_id[48];
+    peer *analyst;                /* NULL once the analyst has gone */
+    uint64_t request_id;
+    char requester[64];
+    Sdefed__QuerySpec *spec;      /* owned copy */
+    uint64_t submitted_ms;
+    uv_timer_t timer;
+    site_slot *slots;
+    size_t n_slots, n_pending;
+    bool finished;
+    pending_query *prev, *next;
+};
+
+static void make_query_id(char *out, size_t len)
+{
+    unsigned char rnd[4] = { 0 };
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        log_warn("RAND_bytes failed; query id less random");
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(out, len, "q-%04d%02d%02d-%02d%02d%02d-%02x%02x%02x%02x", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1], rnd[2],
+             rnd[3]);
+}
+
+static Sdefed__QuerySpec *copy_spec(const Sdefed__QuerySpec *s)
+{
+    size_t len = sdefed__query_spec__get_packed_size(s);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return NULL;
+    sdefed__query_spec__pack(s, buf);
+    Sdefed__QuerySpec *c = sdefed__query_spec__unpack(NULL, len, buf);
+    free(buf);
+    return c;
+}
+
+static void query_free_cb(uv_handle_t *h)
+{
+    pending_query *q = h->data;
+    for (size_t i = 0; i < q->n_slots; i++)
+        if (q->slots[i].res)
+            sdefed__query_result__free_unpacked(q->slots[i].res, NULL);
+    free(q->slots);
+    if (q->spec)
+        sdefed__query_spec__free_unpacked(q->spec, NULL);
+    free(q);
+}
+
+static void slot_set(site_slot *s, Sdefed__SiteStatus st, const char *reason)
+{
+    s->pending = false;
+    s->status = st;
+    snprintf(s->reason, sizeof s->reason, "%s", reason ? reason : "");
+}
+
+/* Build, pool, store and deliver the federated result; then free q. */
+static void finish(pending_query *q)
+{
+    coord *co = q->co;
+    if (q->finished)
+        return;
+    q->finished = true;
+    uv_timer_stop(&q->timer);
+
+    Sdefed__FederatedResult r = SDEFED__FEDERATED_RESULT__INIT;
+    Sdefed__SiteResult *srs = calloc(q->n_slots ? q->n_slots : 1, sizeof *srs);
+    Sdefed__SiteResult **ptrs = calloc(q->n_slots ? q->n_slots : 1, sizeof *ptrs);
+    r.query_id = q->query_id;
+    r.kind = q->spec->kind;
+    r.project = q->spec->project;
+    r.submitted_unix_ms = q->submitted_ms;
+    r.requester = q->requester;
+    if (srs && ptrs) {
+        for (size_t i = 0; i < q->n_slots; i++) {
+            site_slot *s = &q->slots[i];
+            Sdefed__SiteResult *sr = &srs[i];
+            sdefed__site_result__init(sr);
+            sr->site = co->cfg.sites[s->site_index].id;
+            if (s->pending)
+                slot_set(s, SDEFED__SITE_STATUS__SITE_TIMEOUT, "no answer before the deadline");
+            sr->status = s->status;
+            sr->reason = s->reason;
+            if (s->res && s->status == SDEFED__SITE_STATUS__SITE_OK) {
+                sr->n_cells = s->res->n_cells;
+                sr->cells = s->res->cells;
+                sr->n_catalog = s->res->n_catalog;
+                sr->catalog = s->res->catalog;
+                sr->n_rules_fired = s->res->n_rules_fired;
+                sr->rules_fired = s->res->rules_fired;
+            }
+            if (s->res)
+                sr->policy = s->res->policy;
+            ptrs[i] = sr;
+        }
+        r.n_sites = q->n_slots;
+        r.sites = ptrs;
+        if (pool_result(&r) != 0)
+            log_error("query %s: out of memory while pooling", q->query_id);
+    } else {
+        log_error("query %s: out of memory building the result", q->query_id);
+    }
+
+    size_t ok = 0;
+    for (size_t i = 0; i < q->n_slots; i++)
+        ok += q->slots[i].status == SDEFED__SITE_STATUS__SITE_OK;
+    log_info("query %s done: %zu of %zu sites ok", q->query_id, ok, q->n_slots);
+
+    if (store_query_finish(co->st, &r, coord_now_ms()) != 0)
+        log_error("query %s: result not stored", q->query_id);
+    if (q->analyst) {
+        Sdefed__Envelope env = SDEFED__ENVELOPE__INIT;
+        env.request_id = q->request_id;
+        env.body_case = SDEFED__ENVELOPE__BODY_FEDERATED_RESULT;
+        env.federated_result = &r;
+        int rc = peer_send(q->analyst, &env);
+        if (rc != 0)
+            log_warn("query %s: result not delivered to %s (%s)", q->query_id, q->requester,
+                     sdf_strerror(rc));
+    }
+    pool_free_cells(&r);
+    free(srs);
+    free(ptrs);
+
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        co->queries = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    uv_close((uv_handle_t *)&q->timer, query_free_cb);
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+    finish(t->data);
+}
+
+static void maybe_finish(pending_query *q)
+{
+    if (q->n_pending == 0)
+        finish(q);
+}
+
+/* Parse "a,b" site lists from the Submit into registry indexes. */
+static int choose_sites(coord *co, const Sdefed__Submit *sub, site_slot **out, size_t *n_out,
+                        char *err, size_t errlen)
+{
+    size_t n = sub->n_sites ? sub->n_sites : co->cfg.n_sites;
+    site_slot *slots = calloc(n ? n : 1, sizeof *slots);
+    if (!slots) {
+        snprintf(err, errlen, "out of memory");
+        return SDF_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t idx = i;
+        if (sub->n_sites) {
+            const coord_principal *p = coord_config_site(&co->cfg, sub->sites[i]);
+            if (!p) {
+                snprintf(err, errlen, "unknown site '%.63s'", sub->sites[i]);
+                free(slots);
+                return SDF_ENOTFOUND;
+            }
+            idx = (size_t)(p - co->cfg.sites);
+            for (size_t j = 0; j < i; j++) {
+                if (slots[j].site_index == idx) {
+                    snprintf(err, errlen, "site '%s' listed twice", p->id);
+                    free(slots);
+                    return SDF_EINVAL;
+                }
+            }
+        }
+        slots[i].site_index = idx;
+    }
+    *out = slots;
+    *n_out = n;
+    return 0;
+}
+
+static char *sites_text(coord *co, const site_slot *slots, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(co->cfg.sites[slots[i].site_index].id) + 1;
+    char *s = malloc(len);
+    if (!s)
+        return NULL;
+    s[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(s, ",");
+        strcat(s, co->cfg.sites[slots[i].site_index].id);
+    }
+    return s;
+}
+
+void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed__Submit *sub)
+{
+    char err[256];
+    if (co->stopping) {
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_UNAVAILABLE,
+                        "coordinator is shutting down");
+        return;
+    }
+    if (!sub->spec) {
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC, "submit has no spec");
+        return;
+    }
+    if (spec_validate(sub->spec, err, sizeof err) != 0) {
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC, err);
+        return;
+    }
+    if (co->cfg.n_sites == 0) {
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_UNAVAILABLE,
+                        "no sites are registered");
+        return;
+    }
+    pending_query *q = calloc(1, sizeof *q);
+    if (!q) {
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    int rc = choose_sites(co, sub, &q->slots, &q->n_slots, err, sizeof err);
+    if (rc != 0) {
+        free(q);
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC, err);
+        return;
+    }
+    q->spec = copy_spec(sub->spec);
+    json_t *spec_json = spec_to_json(sub->spec);
+    char *spec_text = spec_json ? json_dumps(spec_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(spec_json);
+    char *sites = sites_text(co, q->slots, q->n_slots);
+    if (!q->spec || !spec_text || !sites) {
+        free(spec_text);
+        free(sites);
+        if (q->spec)
+            sdefed__query_spec__free_unpacked(q->spec, NULL);
+        free(q->slots);
+        free(q);
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+
+    q->co = co;
+    q->analyst = analyst;
+    q->request_id = request_id;
+    snprintf(q->requester, sizeof q->requester, "%s", analyst->id);
+    q->submitted_ms = coord_now_ms();
+    make_query_id(q->query_id, sizeof q->query_id);
+
+    unsigned timeout = sub->timeout_ms ? sub->timeout_ms : co->cfg.default_timeout_ms;
+    if (timeout > co->cfg.max_timeout_ms)
+        timeout = co->cfg.max_timeout_ms;
+
+    rc = store_query_begin(co->st, q->query_id, q->submitted_ms, q->requester,
+                           q->spec->project, spec_kind_name(q->spec->kind), spec_text, sites);
+    free(spec_text);
+    free(sites);
+    if (rc != 0) {
+        sdefed__query_spec__free_unpacked(q->spec, NULL);
+        free(q->slots);
+        free(q);
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_INTERNAL,
+                        "cannot record the query");
+        return;
+    }
+
+    uv_timer_init(co->loop, &q->timer);
+    q->timer.data = q;
+    q->next = co->queries;
+    if (co->queries)
+        co->queries->prev = q;
+    co->queries = q;
+
+    Sdefed__QueryRequest req = SDEFED__QUERY_REQUEST__INIT;
+    req.query_id = q->query_id;
+    req.project_id = q->spec->project;
+    req.requester = q->requester;
+    req.deadline_unix_ms = q->submitted_ms + timeout;
+    req.spec = q->spec;
+    Sdefed__Envelope env = SDEFED__ENVELOPE__INIT;
+    env.body_case = SDEFED__ENVELOPE__BODY_QUERY_REQUEST;
+    env.query_request = &req;
+
+    log_info("query %s from %s: %s project=%s to %zu sites, timeout %u ms", q->query_id,
+             q->requester, spec_kind_name(q->spec->kind), q->spec->project, q->n_slots, timeout);
+    for (size_t i = 0; i < q->n_slots; i++) {
+        site_slot *s = &q->slots[i];
+        site_state *st = &co->sites[s->site_index];
+        if (!st->link) {
+            slot_set(s, SDEFED__SITE_STATUS__SITE_OFFLINE, "not connected");
+            continue;
+        }
+        int src = peer_send(st->link, &env);
+        if (src != 0) {
+            slot_set(s, SDEFED__SITE_STATUS__SITE_ERROR, sdf_strerror(src));
+            continue;
+        }
+        s->pending = true;
+        q->n_pending++;
+    }
+    if (q->n_pending == 0) {
+        finish(q);
+        return;
+    }
+    uv_timer_start(&q->timer, deadline_cb, timeout + DEADLINE_GRACE_MS, 0);
+}
+
+void dispatch_result(coord *co, size_t site_index, Sdefed__QueryResult *res)
+{
+    const char *qid = res->query_id ? res->query_id : "";
+    for (pending_query *q = co->queries; q; q = q->next) {
+        if (q->finished || strcmp(q->query_id, qid) != 0)
+            continue;
+        for (size_t i = 0; i < q->n_slots; i++) {
+            site_slot *s = &q->slots[i];
+            if (s->site_index != site_index || !s->pending)
+                continue;
+            /* Only the statuses an agent may report are accepted. */
+            Sdefed__SiteStatus st = res->status;
+            if (st != SDEFED__SITE_STATUS__SITE_OK && st != SDEFED__SITE_STATUS__SITE_REFUSED &&
+                st != SDEFED__SITE_STATUS__SITE_TIMEOUT && st != SDEFED__SITE_STATUS__SITE_ERROR)
+                st = SDEFED__SITE_STATUS__SITE_ERROR;
+            slot_set(s, st, res->reason);
+            s->res = res;
+            q->n_pending--;
+            maybe_finish(q);
+            return;
+        }
+        break;
+    }
+    /* Late (after the deadline) or unknown: nothing waits for it. */
+    log_debug("dropping result for %s from site %s: no pending query", qid,
+              co->cfg.sites[site_index].id);
+    sdefed__query_result__free_unpacked(res, NULL);
+}
+
+void dispatch_site_lost(coord *co, size_t site_index)
+{
+    pending_query *next;
+    for (pending_query *q = co->queries; q; q = next) {
+        next = q->next;
+        if (q->finished)
+            continue;
+        for (size_t i = 0; i < q->n_slots; i++) {
+            site_slot *s = &q->slots[i];
+            if (s->site_index == site_index && s->pending) {
+                slot_set(s, SDEFED__SITE_STATUS__SITE_OFFLINE, "disconnected during the query");
+                q->n_pending--;
+            }
+        }
+        maybe_finish(q);
+    }
+}
+
+void dispatch_analyst_lost(coord *co, peer *analyst)
+{
+    for (pending_query *q = co->queries; q; q = q->next)
+        if (q->analyst == analyst)
+            q->analyst = NULL;
+}
+
+void dispatch_abort_all(coord *co)
+{
+    pending_query *next;
+    for (pending_query *q = co->queries; q; q = next) {
+        next = q->next;
+        for (size_t i = 0; i < q->n_slots; i++)
+            if (q->slots[i].pending)
+                slot_set(&q->slots[i], SDEFED__SITE_STATUS__SITE_ERROR,
+                         "coordinator shutting down");
+        q->n_pending = 0;
+        finish(q);
+    }
+}

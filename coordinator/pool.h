@@ -1,0 +1,27 @@
+/* coordinator/pool.h — pooling per-site results into federation totals.
+ *
+ * Pure functions over protobuf messages: no I/O. For counts, each stratum's
+ * pooled value is the sum of the values the sites RELEASED (already
+ * disclosure-controlled at the sites); if any site suppressed that cell the
+ * pooled cell is marked lower_bound, because the true total is at least the
+ * sum shown. A stratum every answering site suppressed stays suppressed.
+ * Only sites with status ok contribute.
+ */
+#ifndef COORD_POOL_H
+#define COORD_POOL_H
+
+#include "sdefed/err.h"
+#include "sdefed.pb-c.h"
+
+/* Fill r->pooled from r->sites according to r->kind. Cells are allocated
+ * with malloc and freed by pool_free_cells() (not by protobuf-c, since r was
+ * built by the coordinator). Strata order follows first appearance.
+ * Returns 0 or SDF_ENOMEM (r->pooled then empty). */
+int pool_result(Sdefed__FederatedResult *r) SDF_MUSTCHECK;
+void pool_free_cells(Sdefed__FederatedResult *r);
+
+/* A stable text key for a cell's strata ("sex=female|age_band=40-49"),
+ * written into buf. Returns 0 or SDF_EOVERFLOW. */
+int pool_strata_key(const Sdefed__Cell *c, char *buf, size_t len);
+
+#endif

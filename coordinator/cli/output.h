@@ -11,11 +11,21 @@
  *                          "status":"rounded","lower_bound":false}]}}
  *     A suppressed cell has "value": null. Catalog results carry
  *     "datasets":[...] per site instead of cells.
- *   csv   — one row per (site or "pooled", stratum):
- *     site,status,<stratifier columns...>,value,cell_status,lower_bound
+ *     Top level also carries "requester" and "submitted" (ISO UTC or null);
+ *     the catalog dataset object and the sites JSON are described at the top
+ *     of output.c.
+ *   csv   — one row per (site or "pooled", stratum), RFC 4180, CRLF:
+ *     site,site_status,<stratifier columns...>,value,status,lower_bound
+ *     (a site's reason is folded into site_status: "offline: not connected");
+ *     catalog: site,site_status,dataset,type,omop_version,persons,persons_status,data_freshness
  *   table — aligned plain text for a terminal: per-site and pooled tables;
  *     suppressed values print as "<min_cell" style markers ("suppressed").
- * Output goes to the FILE given; functions return 0 or SDF_EIO/SDF_ENOMEM.
+ * A value is printed only when its status is exact, rounded or noised;
+ * anything else (suppressed, missing or unknown status) prints as null / an
+ * empty field / "-", whatever number the message carries.
+ * Output goes to the FILE given; functions return 0, SDF_EIO, SDF_ENOMEM,
+ * SDF_EINVAL (NULL argument, unknown format) or SDF_EOVERFLOW (more than 64
+ * stratum names).
  */
 #ifndef CLI_OUTPUT_H
 #define CLI_OUTPUT_H

@@ -44,8 +44,11 @@ int spec_parse_json(const char *text, size_t len, Sdefed__QuerySpec **out,
  * spec_parse_json, minus JSON syntax). Returns 0 or SDF_ESPEC with reason. */
 int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen) SDF_MUSTCHECK;
 
-/* The JSON form of a spec (new reference), NULL on ENOMEM. Round-trips:
- * spec_parse_json(json_dumps(spec_to_json(s))) equals s. */
+/* The canonical JSON form of a spec (new reference), NULL on ENOMEM:
+ * fixed field order, defaults omitted, concept lists sorted and
+ * de-duplicated (so reordering concepts never makes a "different" query).
+ * For any spec produced by spec_parse_json, parsing this form again gives
+ * an identical spec. */
 json_t *spec_to_json(const Sdefed__QuerySpec *s);
 
 /* Names used in JSON. Return "" for unknown values. */

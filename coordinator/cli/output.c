@@ -1,0 +1,1009 @@
+/* coordinator/cli/output.c — render federated results for the analyst; see cli/output.h.
+ *
+ * The CLI prints what the coordinator sent back (a FederatedResult or a
+ * SitesReply) as an aligned table for a terminal, as JSON (the documented
+ * result schema) or as CSV. Every format follows one disclosure rule: a
+ * number is shown only when its status says it was released (exact,
+ * rounded or noised). A suppressed cell, or a cell whose status is unknown,
+ * never shows the value field from the wire — JSON gives null, CSV an empty
+ * field, the table "-" plus at most the site's threshold ("suppressed (<10)").
+ * A pooled cell with lower_bound prints as ">= N" in the table.
+ *
+ * Everything in a result came from agents and the coordinator, so strings
+ * are treated as hostile: the table replaces control characters (C0, DEL
+ * and C1) with '?' so a site name or reason cannot drive the terminal; JSON
+ * strings that are not valid UTF-8 have their non-ASCII bytes replaced by
+ * '?'; CSV quotes per RFC 4180 (fields with comma, quote, CR or LF are
+ * quoted, quotes doubled, records end with CRLF).
+ *
+ * Only a site with status ok has its cells or datasets shown in the table
+ * and CSV; any other site gets one row with its status and reason ("offline:
+ * no connection"). JSON carries every site as received.
+ *
+ * Stratifier columns (CSV and table) are the stratum names found in the
+ * result, in order of first appearance (sites first, then pooled); at most
+ * OUT_MAX_STRATA distinct names, more is refused with SDF_EOVERFLOW.
+ *
+ * JSON beyond the header's schema: the result also carries "requester"
+ * (string) and "submitted" (ISO 8601 UTC, or null when unknown); each
+ * catalog dataset is {"name","type","omop_version","person_count" (null
+ * unless released),"person_count_status","data_freshness","domains"}. The
+ * sites JSON is {"sites":[{"site","online","last_seen" (ISO or null),
+ * "last_seen_unix_ms","address","datasets":[names]}]}.
+ */
+#include "cli/output.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "sdefed/spec.h"
+
+#define OUT_MAX_STRATA 64
+
+/* ---- shared helpers ------------------------------------------------------------ */
+
+int out_format_parse(const char *s, out_format *out)
+{
+    if (!s || !out)
+        return SDF_EINVAL;
+    if (strcmp(s, "table") == 0)
+        *out = OUT_TABLE;
+    else if (strcmp(s, "json") == 0)
+        *out = OUT_JSON;
+    else if (strcmp(s, "csv") == 0)
+        *out = OUT_CSV;
+    else
+        return SDF_EINVAL;
+    return 0;
+}
+
+static const char *nz(const char *s) { return s ? s : ""; }
+
+/* True when a value with this status may be shown. */
+static bool released(Sdefed__CellStatus st)
+{
+    return st == SDEFED__CELL_STATUS__CELL_EXACT || st == SDEFED__CELL_STATUS__CELL_ROUNDED ||
+           st == SDEFED__CELL_STATUS__CELL_NOISED;
+}
+
+static const char *cell_status(Sdefed__CellStatus st)
+{
+    const char *n = spec_cell_status_name(st);
+    return *n ? n : "unknown";
+}
+
+static const char *site_status(Sdefed__SiteStatus st)
+{
+    const char *n = spec_site_status_name(st);
+    return *n ? n : "unknown";
+}
+
+/* ISO 8601 UTC of a Unix time in ms into buf; false when 0 or out of range. */
+static bool iso_utc(uint64_t ms, char *buf, size_t n)
+{
+    const uint64_t max_s = 253402300799ULL;   /* 9999-12-31T23:59:59Z */
+    struct tm tm;
+    if (ms == 0 || ms / 1000 > max_s)
+        return false;
+    time_t t = (time_t)(ms / 1000);
+    if (!gmtime_r(&t, &tm))
+        return false;
+    return strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0;
+}
+
+/* The value of stratum `name` in strata[0..n), "" when the cell lacks it. */
+static const char *stratum_value(Sdefed__Stratum *const *strata, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strata[i] && strcmp(nz(strata[i]->name), name) == 0)
+            return nz(strata[i]->value);
+    return "";
+}
+
+/* Distinct stratum names in order of first appearance. */
+struct cols {
+    const char *name[OUT_MAX_STRATA];
+    size_t n;
+};
+
+static int cols_add(struct cols *c, Sdefed__Stratum *const *strata, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!strata[i])
+            continue;
+        const char *name = nz(strata[i]->name);
+        bool seen = false;
+        for (size_t j = 0; j < c->n && !seen; j++)
+            seen = strcmp(c->name[j], name) == 0;
+        if (seen)
+            continue;
+        if (c->n == OUT_MAX_STRATA)
+            return SDF_EOVERFLOW;
+        c->name[c->n++] = name;
+    }
+    return 0;
+}
+
+static int cols_collect(const Sdefed__FederatedResult *r, struct cols *c)
+{
+    int rc = 0;
+    c->n = 0;
+    for (size_t i = 0; rc == 0 && i < r->n_sites; i++) {
+        const Sdefed__SiteResult *s = r->sites[i];
+        for (size_t j = 0; s && rc == 0 && j < s->n_cells; j++)
+            if (s->cells[j])
+                rc = cols_add(c, s->cells[j]->strata, s->cells[j]->n_strata);
+    }
+    for (size_t i = 0; rc == 0 && i < r->n_pooled; i++)
+        if (r->pooled[i])
+            rc = cols_add(c, r->pooled[i]->strata, r->pooled[i]->n_strata);
+    return rc;
+}
+
+static bool is_catalog(const Sdefed__FederatedResult *r)
+{
+    return r->kind == SDEFED__QUERY_KIND__KIND_CATALOG;
+}
+
+static int finish(FILE *f)
+{
+    if (fflush(f) != 0 || ferror(f))
+        return SDF_EIO;
+    return 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------------ */
+
+/* A JSON string; invalid UTF-8 from the wire gets its non-ASCII bytes
+ * replaced by '?'. NULL only on ENOMEM. */
+static json_t *jstr(const char *s)
+{
+    s = nz(s);
+    json_t *v = json_string(s);
+    if (v)
+        return v;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *c = copy; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            *c = '?';
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
+
+/* o[k] = v; v is always consumed. False when v is NULL or on ENOMEM. */
+static bool put(json_t *o, const char *k, json_t *v)
+{
+    return json_object_set_new(o, k, v) == 0;
+}
+
+static bool push(json_t *a, json_t *v)
+{
+    return json_array_append_new(a, v) == 0;
+}
+
+/* {"name":"value",...}; the first occurrence of a repeated name wins. */
+static json_t *strata_json(Sdefed__Stratum *const *strata, size_t n)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (!strata[i])
+            continue;
+        json_t *k = jstr(strata[i]->name);   /* key must be UTF-8 too */
+        ok = k != NULL;
+        if (ok && !json_object_get(o, json_string_value(k)))
+            ok = put(o, json_string_value(k), jstr(strata[i]->value));
+        json_decref(k);
+    }
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *value_json(int64_t v, Sdefed__CellStatus st)
+{
+    return released(st) ? json_integer(v) : json_null();
+}
+
+static json_t *cell_json(const Sdefed__Cell *c)
+{
+    json_t *o = json_object();
+    bool ok = o && put(o, "strata", strata_json(c->strata, c->n_strata)) &&
+              put(o, "value", value_json(c->value, c->status)) &&
+              put(o, "status", json_string(cell_status(c->status)));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *pooled_json(const Sdefed__PooledCell *c)
+{
+    json_t *o = json_object();
+    bool ok = o && put(o, "strata", strata_json(c->strata, c->n_strata)) &&
+              put(o, "value", value_json(c->value, c->status)) &&
+              put(o, "status", json_string(cell_status(c->status))) &&
+              put(o, "lower_bound", json_boolean(c->lower_bound));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *strings_json(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    bool ok = a != NULL;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = push(a, jstr(v[i]));
+    if (!ok) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+static json_t *dataset_json(const Sdefed__DatasetInfo *d)
+{
+    json_t *o = json_object();
+    bool ok = o && put(o, "name", jstr(d->name)) && put(o, "type", jstr(d->type)) &&
+              put(o, "omop_version", jstr(d->omop_version)) &&
+              put(o, "person_count", value_json(d->person_count, d->person_count_status)) &&
+              put(o, "person_count_status", json_string(cell_status(d->person_count_status))) &&
+              put(o, "data_freshness", jstr(d->data_freshness)) &&
+              put(o, "domains", strings_json(d->domains, d->n_domains));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *site_json(const Sdefed__SiteResult *s, bool catalog)
+{
+    json_t *o = json_object();
+    json_t *list = json_array();
+    bool ok = o && list && put(o, "site", jstr(s->site)) &&
+              put(o, "status", json_string(site_status(s->status))) &&
+              put(o, "reason", jstr(s->reason));
+    if (catalog) {
+        for (size_t i = 0; ok && i < s->n_catalog; i++)
+            if (s->catalog[i])
+                ok = push(list, dataset_json(s->catalog[i]));
+    } else {
+        for (size_t i = 0; ok && i < s->n_cells; i++)
+            if (s->cells[i])
+                ok = push(list, cell_json(s->cells[i]));
+    }
+    if (ok) {
+        ok = put(o, catalog ? "datasets" : "cells", list);   /* consumes list */
+        list = NULL;
+    }
+    if (ok && s->policy) {
+        json_t *p = json_object();
+        ok = p && put(p, "min_cell", json_integer(s->policy->min_cell)) &&
+             put(p, "rounding", json_integer(s->policy->rounding)) &&
+             put(p, "zero_is_disclosive", json_boolean(s->policy->zero_is_disclosive));
+        if (ok)
+            ok = put(o, "policy", p);
+        else
+            json_decref(p);
+    } else if (ok) {
+        ok = put(o, "policy", json_null());
+    }
+    ok = ok && put(o, "rules_fired", strings_json(s->rules_fired, s->n_rules_fired));
+    json_decref(list);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *out_result_json(const Sdefed__FederatedResult *r)
+{
+    if (!r)
+        return NULL;
+    bool catalog = is_catalog(r);
+    char when[32];
+    json_t *o = json_object();
+    json_t *sites = json_array();
+    bool ok = o && sites && put(o, "query_id", jstr(r->query_id)) &&
+              put(o, "kind", json_string(*spec_kind_name(r->kind) ? spec_kind_name(r->kind)
+                                                                  : "unknown")) &&
+              put(o, "project", jstr(r->project)) && put(o, "requester", jstr(r->requester)) &&
+              put(o, "submitted", iso_utc(r->submitted_unix_ms, when, sizeof when)
+                                      ? json_string(when) : json_null());
+    for (size_t i = 0; ok && i < r->n_sites; i++)
+        if (r->sites[i])
+            ok = push(sites, site_json(r->sites[i], catalog));
+    if (ok) {
+        ok = put(o, "sites", sites);
+        sites = NULL;
+    }
+    if (ok && !catalog) {
+        json_t *pooled = json_object(), *cells = json_array();
+        ok = pooled && cells;
+        for (size_t i = 0; ok && i < r->n_pooled; i++)
+            if (r->pooled[i])
+                ok = push(cells, pooled_json(r->pooled[i]));
+        if (ok) {
+            ok = put(pooled, "cells", cells);
+            cells = NULL;
+        }
+        if (ok) {
+            ok = put(o, "pooled", pooled);
+            pooled = NULL;
+        }
+        json_decref(cells);
+        json_decref(pooled);
+    }
+    json_decref(sites);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *out_sites_json(const Sdefed__SitesReply *r)
+{
+    if (!r)
+        return NULL;
+    json_t *o = json_object();
+    json_t *sites = json_array();
+    bool ok = o && sites;
+    for (size_t i = 0; ok && i < r->n_sites; i++) {
+        const Sdefed__SiteInfo *s = r->sites[i];
+        if (!s)
+            continue;
+        char when[32];
+        json_t *so = json_object(), *ds = json_array();
+        ok = so && ds && put(so, "site", jstr(s->site)) &&
+             put(so, "online", json_boolean(s->online)) &&
+             put(so, "last_seen", iso_utc(s->last_seen_unix_ms, when, sizeof when)
+                                      ? json_string(when) : json_null()) &&
+             put(so, "last_seen_unix_ms", json_integer(s->last_seen_unix_ms > INT64_MAX
+                                                           ? INT64_MAX
+                                                           : (json_int_t)s->last_seen_unix_ms)) &&
+             put(so, "address", jstr(s->address));
+        for (size_t j = 0; ok && j < s->n_datasets; j++)
+            if (s->datasets[j])
+                ok = push(ds, jstr(s->datasets[j]->name));
+        if (ok) {
+            ok = put(so, "datasets", ds);
+            ds = NULL;
+        }
+        if (ok) {
+            ok = push(sites, so);
+            so = NULL;
+        }
+        json_decref(ds);
+        json_decref(so);
+    }
+    if (ok) {
+        ok = put(o, "sites", sites);
+        sites = NULL;
+    }
+    json_decref(sites);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static int write_json(FILE *f, json_t *j)
+{
+    if (!j)
+        return SDF_ENOMEM;
+    int rc = json_dumpf(j, f, JSON_INDENT(2)) == 0 && fputc('\n', f) != EOF ? 0 : SDF_EIO;
+    json_decref(j);
+    return rc ? rc : finish(f);
+}
+
+/* ---- CSV (RFC 4180) ------------------------------------------------------------------- */
+
+static void csv_field(FILE *f, const char *s, bool first)
+{
+    s = nz(s);
+    if (!first)
+        fputc(',', f);
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_end(FILE *f) { fputs("\r\n", f); }
+
+/* "offline: no connection" — a site's status with its reason, if any. */
+static char *status_with_reason(Sdefed__SiteStatus st, const char *reason)
+{
+    char *s = NULL;
+    reason = nz(reason);
+    if (asprintf(&s, "%s%s%s", site_status(st), *reason ? ": " : "", reason) < 0)
+        return NULL;
+    return s;
+}
+
+static int csv_result_catalog(FILE *f, const Sdefed__FederatedResult *r)
+{
+    static const char *const hdr[] = { "site", "site_status", "dataset", "type", "omop_version",
+                                       "persons", "persons_status", "data_freshness" };
+    for (size_t i = 0; i < sizeof hdr / sizeof hdr[0]; i++)
+        csv_field(f, hdr[i], i == 0);
+    csv_end(f);
+    for (size_t i = 0; i < r->n_sites; i++) {
+        const Sdefed__SiteResult *s = r->sites[i];
+        if (!s)
+            continue;
+        char *st = status_with_reason(s->status, s->reason);
+        if (!st)
+            return SDF_ENOMEM;
+        size_t rows = 0;
+        for (size_t j = 0; s->status == SDEFED__SITE_STATUS__SITE_OK && j < s->n_catalog; j++) {
+            const Sdefed__DatasetInfo *d = s->catalog[j];
+            if (!d)
+                continue;
+            char num[32] = "";
+            if (released(d->person_count_status))
+                snprintf(num, sizeof num, "%" PRId64, d->person_count);
+            csv_field(f, s->site, true);
+            csv_field(f, st, false);
+            csv_field(f, d->name, false);
+            csv_field(f, d->type, false);
+            csv_field(f, d->omop_version, false);
+            csv_field(f, num, false);
+            csv_field(f, cell_status(d->person_count_status), false);
+            csv_field(f, d->data_freshness, false);
+            csv_end(f);
+            rows++;
+        }
+        if (rows == 0) {
+            csv_field(f, s->site, true);
+            csv_field(f, st, false);
+            for (int k = 0; k < 6; k++)
+                csv_field(f, "", false);
+            csv_end(f);
+        }
+        free(st);
+    }
+    return finish(f);
+}
+
+static void csv_cell(FILE *f, const char *site, const char *st, const struct cols *c,
+                     Sdefed__Stratum *const *strata, size_t n_strata, int64_t value,
+                     Sdefed__CellStatus status, const char *lower_bound)
+{
+    char num[32] = "";
+    if (released(status))
+        snprintf(num, sizeof num, "%" PRId64, value);
+    csv_field(f, site, true);
+    csv_field(f, st, false);
+    for (size_t k = 0; k < c->n; k++)
+        csv_field(f, stratum_value(strata, n_strata, c->name[k]), false);
+    csv_field(f, num, false);
+    csv_field(f, cell_status(status), false);
+    csv_field(f, lower_bound, false);
+    csv_end(f);
+}
+
+static int csv_result(FILE *f, const Sdefed__FederatedResult *r)
+{
+    struct cols c;
+    int rc;
+
+    if (is_catalog(r))
+        return csv_result_catalog(f, r);
+    if ((rc = cols_collect(r, &c)))
+        return rc;
+    csv_field(f, "site", true);
+    csv_field(f, "site_status", false);
+    for (size_t k = 0; k < c.n; k++)
+        csv_field(f, c.name[k], false);
+    csv_field(f, "value", false);
+    csv_field(f, "status", false);
+    csv_field(f, "lower_bound", false);
+    csv_end(f);
+
+    for (size_t i = 0; i < r->n_sites; i++) {
+        const Sdefed__SiteResult *s = r->sites[i];
+        if (!s)
+            continue;
+        char *st = status_with_reason(s->status, s->reason);
+        if (!st)
+            return SDF_ENOMEM;
+        size_t rows = 0;
+        for (size_t j = 0; s->status == SDEFED__SITE_STATUS__SITE_OK && j < s->n_cells; j++) {
+            const Sdefed__Cell *cell = s->cells[j];
+            if (!cell)
+                continue;
+            csv_cell(f, s->site, st, &c, cell->strata, cell->n_strata, cell->value,
+                     cell->status, "false");
+            rows++;
+        }
+        if (rows == 0) {   /* a site with no cells still gets its status row */
+            csv_field(f, s->site, true);
+            csv_field(f, st, false);
+            for (size_t k = 0; k < c.n + 3; k++)
+                csv_field(f, "", false);
+            csv_end(f);
+        }
+        free(st);
+    }
+    for (size_t i = 0; i < r->n_pooled; i++) {
+        const Sdefed__PooledCell *p = r->pooled[i];
+        if (p)
+            csv_cell(f, "pooled", "", &c, p->strata, p->n_strata, p->value, p->status,
+                     p->lower_bound ? "true" : "false");
+    }
+    return finish(f);
+}
+
+/* Names of a site's datasets, comma separated (", " for the table). */
+static char *dataset_names(const Sdefed__SiteInfo *s, const char *sep)
+{
+    size_t len = 1;
+    for (size_t j = 0; j < s->n_datasets; j++)
+        if (s->datasets[j])
+            len += strlen(nz(s->datasets[j]->name)) + strlen(sep);
+    char *out = malloc(len);
+    if (!out)
+        return NULL;
+    out[0] = '\0';
+    size_t o = 0;
+    for (size_t j = 0; j < s->n_datasets; j++) {
+        if (!s->datasets[j])
+            continue;
+        const char *n = nz(s->datasets[j]->name);
+        if (o > 0) {
+            memcpy(out + o, sep, strlen(sep));
+            o += strlen(sep);
+        }
+        memcpy(out + o, n, strlen(n));
+        o += strlen(n);
+        out[o] = '\0';
+    }
+    return out;
+}
+
+static int csv_sites(FILE *f, const Sdefed__SitesReply *r)
+{
+    csv_field(f, "site", true);
+    csv_field(f, "status", false);
+    csv_field(f, "last_seen", false);
+    csv_field(f, "datasets", false);
+    csv_end(f);
+    for (size_t i = 0; i < r->n_sites; i++) {
+        const Sdefed__SiteInfo *s = r->sites[i];
+        if (!s)
+            continue;
+        char when[32];
+        char *ds = dataset_names(s, ",");
+        if (!ds)
+            return SDF_ENOMEM;
+        csv_field(f, s->site, true);
+        csv_field(f, s->online ? "online" : "offline", false);
+        csv_field(f, iso_utc(s->last_seen_unix_ms, when, sizeof when) ? when : "never", false);
+        csv_field(f, ds, false);
+        csv_end(f);
+        free(ds);
+    }
+    return finish(f);
+}
+
+/* ---- table ---------------------------------------------------------------------------- */
+
+/* Rows of strings printed in aligned columns. A "span" row prints only its
+ * first two fields: the first padded to the column, the second as is. */
+struct table {
+    size_t ncols;
+    size_t right;          /* index of the right-aligned column, or SIZE_MAX */
+    size_t nrows, cap;
+    char **cell;           /* nrows * ncols, each sanitised and owned */
+    bool *span;
+};
+
+static void table_free(struct table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cell[i]);
+    free(t->cell);
+    free(t->span);
+}
+
+/* A copy of s safe for a terminal: C0 controls, DEL and the UTF-8 encodings
+ * of C1 controls (U+0080..U+009F) become '?'. */
+static char *term_safe(const char *s)
+{
+    s = nz(s);
+    char *out = strdup(s);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0xc2 && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f) {
+            out[o++] = '?';
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            out[o++] = '?';
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Columns a string occupies: UTF-8 continuation bytes take none. */
+static size_t width(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80)
+            w++;
+    return w;
+}
+
+static int table_add(struct table *t, const char *const *fields, size_t n, bool span)
+{
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        if (cap > SIZE_MAX / sizeof(char *) / t->ncols)
+            return SDF_ENOMEM;
+        char **cell = realloc(t->cell, cap * t->ncols * sizeof *cell);
+        if (!cell)
+            return SDF_ENOMEM;
+        t->cell = cell;
+        bool *sp = realloc(t->span, cap * sizeof *sp);
+        if (!sp)
+            return SDF_ENOMEM;
+        t->span = sp;
+        t->cap = cap;
+    }
+    char **row = t->cell + t->nrows * t->ncols;
+    for (size_t k = 0; k < t->ncols; k++) {
+        row[k] = term_safe(k < n ? fields[k] : "");
+        if (!row[k]) {
+            while (k-- > 0)
+                free(row[k]);
+            return SDF_ENOMEM;
+        }
+    }
+    t->span[t->nrows++] = span;
+    return 0;
+}
+
+static void pad(FILE *f, size_t n)
+{
+    while (n-- > 0)
+        fputc(' ', f);
+}
+
+static int table_print(FILE *f, const struct table *t)
+{
+    size_t *w = calloc(t->ncols, sizeof *w);
+    if (!w)
+        return SDF_ENOMEM;
+    for (size_t i = 0; i < t->nrows; i++)
+        for (size_t k = 0; k < (t->span[i] ? 1 : t->ncols); k++) {
+            size_t x = width(t->cell[i * t->ncols + k]);
+            if (x > w[k])
+                w[k] = x;
+        }
+    for (size_t i = 0; i < t->nrows; i++) {
+        char *const *row = t->cell + i * t->ncols;
+        if (t->span[i]) {
+            fputs(row[0], f);
+            pad(f, w[0] - width(row[0]) + 2);
+            fputs(row[1], f);
+            fputc('\n', f);
+            continue;
+        }
+        /* trailing empty columns are not padded */
+        size_t last = t->ncols;
+        while (last > 1 && !row[last - 1][0])
+            last--;
+        for (size_t k = 0; k < last; k++) {
+            size_t x = width(row[k]);
+            if (k == t->right)
+                pad(f, w[k] - x);
+            fputs(row[k], f);
+            if (k + 1 < last)
+                pad(f, (k == t->right ? 0 : w[k] - x) + 2);
+        }
+        fputc('\n', f);
+    }
+    free(w);
+    return 0;
+}
+
+static int table_result_catalog(FILE *f, const Sdefed__FederatedResult *r)
+{
+    static const char *const hdr[] = { "site", "status", "dataset", "type", "omop",
+                                       "persons", "freshness" };
+    struct table t = { .ncols = 7, .right = 5 };
+    int rc = table_add(&t, hdr, 7, false);
+
+    for (size_t i = 0; rc == 0 && i < r->n_sites; i++) {
+        const Sdefed__SiteResult *s = r->sites[i];
+        if (!s)
+            continue;
+        if (s->status != SDEFED__SITE_STATUS__SITE_OK) {
+            char *st = status_with_reason(s->status, s->reason);
+            if (!st) {
+                rc = SDF_ENOMEM;
+                break;
+            }
+            const char *row[] = { nz(s->site), st };
+            rc = table_add(&t, row, 2, true);
+            free(st);
+            continue;
+        }
+        size_t rows = 0;
+        for (size_t j = 0; rc == 0 && j < s->n_catalog; j++) {
+            const Sdefed__DatasetInfo *d = s->catalog[j];
+            if (!d)
+                continue;
+            char num[32];
+            if (released(d->person_count_status))
+                snprintf(num, sizeof num, "%" PRId64, d->person_count);
+            else
+                snprintf(num, sizeof num, "suppressed");
+            const char *row[] = { nz(s->site), "ok", nz(d->name), nz(d->type),
+                                  *nz(d->omop_version) ? d->omop_version : "-", num,
+                                  *nz(d->data_freshness) ? d->data_freshness : "-" };
+            rc = table_add(&t, row, 7, false);
+            rows++;
+        }
+        if (rc == 0 && rows == 0) {
+            const char *row[] = { nz(s->site), "ok: no datasets" };
+            rc = table_add(&t, row, 2, true);
+        }
+    }
+    if (rc == 0)
+        rc = table_print(f, &t);
+    table_free(&t);
+    return rc;
+}
+
+/* "suppressed (<10)" from the site's policy, or "suppressed". */
+static void suppressed_note(char *buf, size_t n, const Sdefed__PolicyApplied *p)
+{
+    if (p && p->min_cell > 0)
+        snprintf(buf, n, "suppressed (<%" PRId64 ")", p->min_cell);
+    else
+        snprintf(buf, n, "suppressed");
+}
+
+static int table_add_cell(struct table *t, const struct cols *c, const char *site,
+                          const char *st, Sdefed__Stratum *const *strata, size_t n_strata,
+                          const char *value, const char *note)
+{
+    const char *row[OUT_MAX_STRATA + 4];
+    size_t n = 0;
+    row[n++] = site;
+    row[n++] = st;
+    for (size_t k = 0; k < c->n; k++)
+        row[n++] = stratum_value(strata, n_strata, c->name[k]);
+    row[n++] = value;
+    row[n++] = note;
+    return table_add(t, row, n, false);
+}
+
+static int table_result_count(FILE *f, const Sdefed__FederatedResult *r)
+{
+    struct cols c;
+    int rc = cols_collect(r, &c);
+    if (rc)
+        return rc;
+
+    struct table t = { .ncols = c.n + 4, .right = c.n + 2 };
+    const char *hdr[OUT_MAX_STRATA + 4];
+    size_t n = 0;
+    hdr[n++] = "site";
+    hdr[n++] = "status";
+    for (size_t k = 0; k < c.n; k++)
+        hdr[n++] = c.name[k];
+    hdr[n++] = "value";
+    hdr[n++] = "disclosure";
+    rc = table_add(&t, hdr, n, false);
+
+    for (size_t i = 0; rc == 0 && i < r->n_sites; i++) {
+        const Sdefed__SiteResult *s = r->sites[i];
+        if (!s)
+            continue;
+        if (s->status != SDEFED__SITE_STATUS__SITE_OK) {
+            char *st = status_with_reason(s->status, s->reason);
+            if (!st) {
+                rc = SDF_ENOMEM;
+                break;
+            }
+            const char *row[] = { nz(s->site), st };
+            rc = table_add(&t, row, 2, true);
+            free(st);
+            continue;
+        }
+        size_t rows = 0;
+        for (size_t j = 0; rc == 0 && j < s->n_cells; j++) {
+            const Sdefed__Cell *cell = s->cells[j];
+            if (!cell)
+                continue;
+            char num[32], note[48];
+            if (released(cell->status)) {
+                snprintf(num, sizeof num, "%" PRId64, cell->value);
+                snprintf(note, sizeof note, "%s", cell_status(cell->status));
+            } else {
+                snprintf(num, sizeof num, "-");
+                if (cell->status == SDEFED__CELL_STATUS__CELL_SUPPRESSED)
+                    suppressed_note(note, sizeof note, s->policy);
+                else
+                    snprintf(note, sizeof note, "withheld (unknown status)");
+            }
+            rc = table_add_cell(&t, &c, nz(s->site), "ok", cell->strata, cell->n_strata,
+                                num, note);
+            rows++;
+        }
+        if (rc == 0 && rows == 0) {
+            const char *row[] = { nz(s->site), "ok: no cells" };
+            rc = table_add(&t, row, 2, true);
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < r->n_pooled; i++) {
+        const Sdefed__PooledCell *p = r->pooled[i];
+        if (!p)
+            continue;
+        char num[40], note[64];
+        if (released(p->status) && p->lower_bound) {
+            snprintf(num, sizeof num, ">= %" PRId64, p->value);
+            snprintf(note, sizeof note, "%s, lower bound", cell_status(p->status));
+        } else if (released(p->status)) {
+            snprintf(num, sizeof num, "%" PRId64, p->value);
+            snprintf(note, sizeof note, "%s", cell_status(p->status));
+        } else {
+            snprintf(num, sizeof num, "-");
+            snprintf(note, sizeof note, "%s",
+                     p->status == SDEFED__CELL_STATUS__CELL_SUPPRESSED
+                         ? "suppressed" : "withheld (unknown status)");
+        }
+        rc = table_add_cell(&t, &c, "pooled", "", p->strata, p->n_strata, num, note);
+    }
+    if (rc == 0)
+        rc = table_print(f, &t);
+    table_free(&t);
+    return rc;
+}
+
+/* "Policy  site-a: min_cell 10, rounding 5; rules: small_count, rounding" */
+static int table_policies(FILE *f, const Sdefed__FederatedResult *r)
+{
+    bool any = false;
+    for (size_t i = 0; i < r->n_sites; i++) {
+        const Sdefed__SiteResult *s = r->sites[i];
+        if (!s || (!s->policy && s->n_rules_fired == 0))
+            continue;
+        char *site = term_safe(s->site);
+        if (!site)
+            return SDF_ENOMEM;
+        if (!any)
+            fputs("\nDisclosure control\n", f);
+        any = true;
+        fprintf(f, "  %s:", site);
+        free(site);
+        if (s->policy)
+            fprintf(f, " min_cell %" PRId64 ", rounding %" PRId64 "%s", s->policy->min_cell,
+                    s->policy->rounding, s->policy->zero_is_disclosive ? ", zero suppressed" : "");
+        for (size_t j = 0; j < s->n_rules_fired; j++) {
+            char *rule = term_safe(s->rules_fired[j]);
+            if (!rule)
+                return SDF_ENOMEM;
+            fprintf(f, "%s%s", j == 0 ? (s->policy ? "; rules fired: " : " rules fired: ")
+                                      : ", ", rule);
+            free(rule);
+        }
+        fputc('\n', f);
+    }
+    return 0;
+}
+
+static int table_result(FILE *f, const Sdefed__FederatedResult *r)
+{
+    char *id = term_safe(r->query_id), *project = term_safe(r->project);
+    char *req = term_safe(r->requester);
+    char when[32];
+    int rc = 0;
+
+    if (!id || !project || !req) {
+        rc = SDF_ENOMEM;
+    } else {
+        fprintf(f, "Query %s  %s  project=%s", id,
+                *spec_kind_name(r->kind) ? spec_kind_name(r->kind) : "unknown", project);
+        if (*req)
+            fprintf(f, "  requester=%s", req);
+        if (iso_utc(r->submitted_unix_ms, when, sizeof when))
+            fprintf(f, "  submitted %s", when);
+        fputc('\n', f);
+        rc = is_catalog(r) ? table_result_catalog(f, r) : table_result_count(f, r);
+        if (rc == 0)
+            rc = table_policies(f, r);
+    }
+    free(id);
+    free(project);
+    free(req);
+    return rc ? rc : finish(f);
+}
+
+static int table_sites(FILE *f, const Sdefed__SitesReply *r)
+{
+    static const char *const hdr[] = { "site", "status", "last seen", "datasets" };
+    struct table t = { .ncols = 4, .right = SIZE_MAX };
+    int rc = table_add(&t, hdr, 4, false);
+
+    for (size_t i = 0; rc == 0 && i < r->n_sites; i++) {
+        const Sdefed__SiteInfo *s = r->sites[i];
+        if (!s)
+            continue;
+        char when[32];
+        char *ds = dataset_names(s, ", ");
+        if (!ds) {
+            rc = SDF_ENOMEM;
+            break;
+        }
+        const char *row[] = { nz(s->site), s->online ? "online" : "offline",
+                              iso_utc(s->last_seen_unix_ms, when, sizeof when) ? when : "never",
+                              ds };
+        rc = table_add(&t, row, 4, false);
+        free(ds);
+    }
+    if (rc == 0)
+        rc = table_print(f, &t);
+    table_free(&t);
+    return rc ? rc : finish(f);
+}
+
+/* ---- entry points ------------------------------------------------------------------------ */
+
+int out_write_result(FILE *f, const Sdefed__FederatedResult *r, out_format fmt)
+{
+    if (!f || !r)
+        return SDF_EINVAL;
+    switch (fmt) {
+    case OUT_JSON: return write_json(f, out_result_json(r));
+    case OUT_CSV: return csv_result(f, r);
+    case OUT_TABLE: return table_result(f, r);
+    }
+    return SDF_EINVAL;
+}
+
+int out_write_sites(FILE *f, const Sdefed__SitesReply *r, out_format fmt)
+{
+    if (!f || !r)
+        return SDF_EINVAL;
+    switch (fmt) {
+    case OUT_JSON: return write_json(f, out_sites_json(r));
+    case OUT_CSV: return csv_sites(f, r);
+    case OUT_TABLE: return table_sites(f, r);
+    }
+    return SDF_EINVAL;
+}

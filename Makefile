@@ -24,6 +24,9 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -fno-strict-aliasing
 CPPFLAGS += -Iinclude -I$(BUILD)/gen -Iagent -Icoordinator $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
+# `make fuzz` builds everything with clang and -fsanitize=fuzzer-no-link.
+CFLAGS  += $(FUZZ_CFLAGS)
+
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -55,7 +58,7 @@ BINS := $(BUILD)/bin/sdefed-agent $(BUILD)/bin/sdefed-coordinator $(BUILD)/bin/s
 UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check unit integration demo fuzz bench install uninstall clean
+.PHONY: all deps check unit integration demo fuzz fuzz-bins install uninstall clean
 .SUFFIXES:
 
 all: $(BINS)
@@ -112,6 +115,24 @@ $(BUILD)/tests/$(1)/%: tests/unit/$(1)/%.c $$(TEST_LIBS_$(1)) $$(PROTO_H)
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$< $$(TEST_LIBS_$(1)) $$(LDLIBS) -lcmocka
 endef
 $(foreach d,lib agent coordinator cli,$(eval $(call unit_rule,$(d))))
+
+# ---- fuzzing (libFuzzer, clang) ----
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_SECONDS ?= 60
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBAGENT) $(LIBSDEFED) $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIBAGENT) $(LIBSDEFED) $(LDLIBS)
+
+fuzz-bins: $(FUZZ_BINS)
+
+# Each target runs FUZZ_SECONDS (default 60; CI uses a short smoke run).
+fuzz:
+	@sh deploy/deps.sh fuzz
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SANITIZE=address,undefined \
+		FUZZ_CFLAGS=-fsanitize=fuzzer-no-link fuzz-bins
+	@sh tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS) $(notdir $(FUZZ_BINS))
 
 unit: $(UNIT_BINS) $(BINS)
 	@BUILD=$(BUILD) sh tests/run-unit.sh $(UNIT_BINS)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # deploy/deps.sh — install the Debian 12 packages sdefed needs to build and test.
 #
-# Called by `make deps` (and so by `make demo` / `make check`) before building.
+# Called by `make deps` (and so by `make demo` / `make check`) before building;
+# `deps.sh fuzz` adds clang and its sanitizer/libFuzzer runtimes for `make fuzz`.
 # It only runs apt-get when something is missing, so it is cheap to call often.
 # Set SDEFED_NO_APT=1 to only report what is missing.
 set -eu
@@ -9,6 +10,12 @@ set -eu
 PKGS="build-essential pkg-config libuv1-dev libssl-dev openssl libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev sqlite3 libpq-dev libjansson-dev libinih-dev \
 libcmocka-dev python3 xz-utils"
+for group in "$@"; do
+    case "$group" in
+    fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
+    *) echo "deps.sh: unknown group '$group' (known: fuzz)" >&2; exit 2 ;;
+    esac
+done
 
 missing=""
 for p in $PKGS; do

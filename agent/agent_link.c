@@ -73,9 +73,11 @@ void agent_link_start(agent *a)
     conn_limits lim = { .max_frame = cfg->max_frame };
     a->state = LINK_CONNECTING;
     a->link_generation++;
-    a->link = conn_connect(a->loop, cfg->coordinator_host, cfg->coordinator_port, a->tls,
+    conn *c = conn_connect(a->loop, cfg->coordinator_host, cfg->coordinator_port, a->tls,
                            &link_callbacks, &lim, a);
-    if (!a->link) {
+    if (c && a->state == LINK_CONNECTING)
+        a->link = c;
+    if (!c) {
         log_warn("cannot start connection to %s:%d", cfg->coordinator_host,
                  cfg->coordinator_port);
         schedule_reconnect(a);
@@ -200,8 +202,8 @@ static void on_message(conn *c, Sdefed__Envelope *env)
 static void on_close(conn *c, int err, const char *why)
 {
     agent *a = conn_userdata(c);
-    if (a->link != c)
-        return;
+    if (a->link && a->link != c)
+        return;     /* an older connection, already replaced */
     bool was_ready = a->state == LINK_READY;
     a->link = NULL;
     a->state = LINK_IDLE;

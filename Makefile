@@ -60,6 +60,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps check unit integration demo fuzz fuzz-bins install uninstall clean
 .SUFFIXES:
+.DELETE_ON_ERROR:
 
 all: $(BINS)
 

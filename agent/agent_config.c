@@ -67,6 +67,10 @@ static int dataset_section(void *target, const char *section, const char *key,
         snprintf(d->backend, sizeof d->backend, "sqlite");
         return 0;
     }
+    if (c->n_datasets == 0 || strcmp(c->datasets[c->n_datasets - 1].name, name) != 0) {
+        snprintf(err, errlen, "key outside a valid [dataset NAME] section");
+        return SDF_ECONFIG;
+    }
     agent_dataset *d = &c->datasets[c->n_datasets - 1];
     /* inih merges two adjacent sections of the same name, so a repeated
      * key is how a duplicated [dataset NAME] shows up. */

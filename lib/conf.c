@@ -21,6 +21,7 @@ typedef struct load_state {
     char dir[PATH_MAX];
     char last_section[128];
     unsigned char *seen;    /* one flag per key */
+    bool failed;            /* inih goes on after an error; the first one counts */
     char reason[512];
 } load_state;
 
@@ -170,9 +171,21 @@ static bool table_has_section(const load_state *st, const char *section)
 }
 
 /* inih handler: returning 0 makes ini_parse report this line as the error. */
+static int handle_line(load_state *st, const char *section, const char *name, const char *value);
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
     load_state *st = user;
+    if (st->failed)
+        return 1;      /* keep the first error's line and reason */
+    if (handle_line(st, section, name, value))
+        return 1;
+    st->failed = true;
+    return 0;
+}
+
+static int handle_line(load_state *st, const char *section, const char *name, const char *value)
+{
     bool fixed = table_has_section(st, section);
 
     bool new_section = strcmp(st->last_section, section) != 0;

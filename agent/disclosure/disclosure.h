@@ -17,6 +17,7 @@
 #define AGENT_DISCLOSURE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sdefed/err.h"

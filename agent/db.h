@@ -1,0 +1,148 @@
+/* agent/db.h — the small database backend interface the query compilers target.
+ *
+ * The compilers (query_count.c, query_catalog.c) build SQL text from fixed
+ * internal table/column names and placeholders only; every value from a
+ * query spec travels as a bound parameter. Everything that differs between
+ * database engines sits behind this interface: opening a dataset read-only,
+ * running one statement with parameters and a row callback, enforcing the
+ * deadline inside the engine, and the few SQL fragments whose spelling
+ * differs (placeholders, "the list of ints in parameter N", "year of a
+ * date", "ISO text of a date"). SQLite is implemented in db_sqlite.c; a
+ * PostgreSQL backend adds a db_ops table in db_pg.c and one line in
+ * db_open() without touching the compilers.
+ *
+ * Date assumption (SQLite): OMOP dates are stored as ISO-8601 text
+ * ('2010-05-01', as in Eunomia and OHDSI's DDL loaded from CSV). Numeric
+ * dates are also understood: values above 1e7 as unix seconds, smaller ones
+ * as Julian day numbers. Anything else counts as an unknown date.
+ */
+#ifndef AGENT_DB_H
+#define AGENT_DB_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "agent_config.h"
+#include "sdefed/err.h"
+
+typedef struct db_conn db_conn;
+
+typedef enum {
+    DB_PARAM_INT64 = 1,
+    DB_PARAM_TEXT = 2,
+    DB_PARAM_INT64_LIST = 3,   /* used through db_sql_int_list() */
+} db_param_type;
+
+/* One bound parameter. Parameter k (1-based) of a statement is params[k-1]
+ * and is written in SQL with db_sql_param(c, k) (or db_sql_int_list for a
+ * list). Pointers are borrowed for the duration of db_query(). */
+typedef struct db_param {
+    db_param_type type;
+    int64_t i;                 /* DB_PARAM_INT64 */
+    const char *s;             /* DB_PARAM_TEXT (NUL-terminated) */
+    const int64_t *list;       /* DB_PARAM_INT64_LIST */
+    size_t n;                  /* number of list elements */
+} db_param;
+
+/* One column of a result row. `s` is the value as text (NULL when is_null),
+ * valid only during the row callback; `i` is the value as an integer
+ * (0 for NULL or non-numeric text). */
+typedef struct db_value {
+    bool is_null;
+    int64_t i;
+    const char *s;
+} db_value;
+
+/* Called for every result row. Return 0 to continue, a positive value to
+ * stop early (db_query() then returns 0), or a negative SDF_E* code to
+ * stop with that error. */
+typedef int (*db_row_fn)(void *ctx, const db_value *cols, int ncols);
+
+/* Backend operations; a connection starts with a pointer to its table. */
+typedef struct db_ops {
+    const char *name;
+    void (*close)(db_conn *c);
+    int (*query)(db_conn *c, const char *sql, const db_param *params, size_t nparams,
+                 db_row_fn fn, void *ctx);
+    int (*table_exists)(db_conn *c, const char *table, bool *exists);
+    int (*sql_param)(int n, char *buf, size_t len);
+    int (*sql_int_list)(int n, char *buf, size_t len);
+    int (*sql_year)(const char *expr, char *buf, size_t len);
+    int (*sql_date_iso)(const char *expr, char *buf, size_t len);
+} db_ops;
+
+struct db_conn {
+    const db_ops *ops;
+};
+
+/* Open dataset ds read-only. Work on the connection is abandoned with
+ * SDF_ETIMEOUT once the wall clock passes deadline_unix_ms (0 = none) or
+ * *cancel (may be NULL) becomes non-zero; both stay borrowed until
+ * db_close(). Returns 0 and sets *out, SDF_ECONFIG for an unsupported
+ * backend, SDF_EDB if the database cannot be opened (logged, without row
+ * data), or SDF_ENOMEM. */
+int db_sqlite_open(const agent_dataset *ds, uint64_t deadline_unix_ms,
+                   atomic_int *cancel, db_conn **out) SDF_MUSTCHECK;
+
+static inline int SDF_MUSTCHECK db_open(const agent_dataset *ds, uint64_t deadline_unix_ms,
+                                        atomic_int *cancel, db_conn **out)
+{
+    *out = NULL;
+    if (strcmp(ds->backend, "sqlite") == 0)
+        return db_sqlite_open(ds, deadline_unix_ms, cancel, out);
+    return SDF_ECONFIG;
+}
+
+/* Close and free (NULL is fine). */
+static inline void db_close(db_conn *c)
+{
+    if (c)
+        c->ops->close(c);
+}
+
+/* Run one statement (SQL text must contain no values, only placeholders),
+ * calling fn for each row. Returns 0, SDF_ETIMEOUT (deadline or cancel;
+ * the engine's work was interrupted), SDF_EDB (engine error, logged at
+ * warning level; the message never contains row data), SDF_EINVAL (bad
+ * parameters), SDF_ENOMEM, or the negative code fn returned. */
+static inline int SDF_MUSTCHECK db_query(db_conn *c, const char *sql, const db_param *params,
+                                         size_t nparams, db_row_fn fn, void *ctx)
+{
+    return c->ops->query(c, sql, params, nparams, fn, ctx);
+}
+
+/* *exists = whether a table or view of that name exists. Returns 0 or an
+ * error as db_query. */
+static inline int SDF_MUSTCHECK db_table_exists(db_conn *c, const char *table, bool *exists)
+{
+    return c->ops->table_exists(c, table, exists);
+}
+
+/* SQL fragments. Each writes a NUL-terminated fragment into buf and returns
+ * its length, or SDF_EOVERFLOW if it does not fit.
+ *   db_sql_param:    placeholder of parameter n (1-based): "?7" / "$7"
+ *   db_sql_int_list: a sub-select yielding the elements of INT64_LIST
+ *                    parameter n as one column, usable in "x IN (...)"
+ *   db_sql_year:     integer year of a date expression, NULL if unknown
+ *   db_sql_date_iso: "YYYY-MM-DD" text of a date expression, NULL if unknown */
+static inline int db_sql_param(const db_conn *c, int n, char *buf, size_t len)
+{
+    return c->ops->sql_param(n, buf, len);
+}
+static inline int db_sql_int_list(const db_conn *c, int n, char *buf, size_t len)
+{
+    return c->ops->sql_int_list(n, buf, len);
+}
+static inline int db_sql_year(const db_conn *c, const char *expr, char *buf, size_t len)
+{
+    return c->ops->sql_year(expr, buf, len);
+}
+static inline int db_sql_date_iso(const db_conn *c, const char *expr, char *buf, size_t len)
+{
+    return c->ops->sql_date_iso(expr, buf, len);
+}
+
+#endif

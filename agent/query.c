@@ -1,0 +1,316 @@
+/* agent/query.c — run one QueryRequest: validate, dispatch, control, answer.
+ *
+ * query_run() is the single entry point worker threads call. It checks the
+ * deadline before any work, re-validates the spec (spec_validate: the agent
+ * trusts nothing the coordinator sends), merges the site's disclosure
+ * policy (a floor) with what the spec asks for, dispatches on the query
+ * kind to the compilers (query_count.c, query_catalog.c), and turns their
+ * outcome into a QueryResult: OK with cells/catalog, the applied policy and
+ * the names of the disclosure rules that fired; REFUSED with a reason;
+ * TIMEOUT; or ERROR with the generic "database error" (details are logged
+ * by the backend). No reason ever carries a data value.
+ */
+#include "query.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "query_internal.h"
+#include "disclosure/disclosure.h"
+#include "sdefed/log.h"
+#include "sdefed/spec.h"
+
+/* A request without a deadline (0) still gets one: queries never run
+ * unbounded. */
+#define QUERY_DEFAULT_TIMEOUT_MS 300000u
+/* Deadline used to read dataset versions for Hello. */
+#define QUERY_DESCRIBE_TIMEOUT_MS 5000u
+
+static uint64_t now_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Our own lookup, so this module does not depend on agent_config.c. */
+static const agent_dataset *dataset_find(const agent_config *cfg, const char *name)
+{
+    for (size_t k = 0; k < cfg->n_datasets && k < AGENT_MAX_DATASETS; k++)
+        if (strcmp(cfg->datasets[k].name, name) == 0)
+            return &cfg->datasets[k];
+    return NULL;
+}
+
+/* A name safe to echo in a reason: 1..64 of [A-Za-z0-9_.-]. */
+static bool name_is_plain(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char ch = (unsigned char)s[n];
+        if (n >= 64 || !(isalnum(ch) || ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return n > 0;
+}
+
+static int set_reason(Sdefed__QueryResult *r, const char *reason)
+{
+    if (r->reason && r->reason != protobuf_c_empty_string)
+        free(r->reason);
+    r->reason = strdup(reason);
+    if (!r->reason) {
+        r->reason = (char *)protobuf_c_empty_string;
+        return SDF_ENOMEM;
+    }
+    return 0;
+}
+
+/* Drop any cells or catalog entries (a failed query releases nothing). */
+static void result_clear_data(Sdefed__QueryResult *r)
+{
+    for (size_t k = 0; k < r->n_cells; k++)
+        sdefed__cell__free_unpacked(r->cells[k], NULL);
+    free(r->cells);
+    r->cells = NULL;
+    r->n_cells = 0;
+    for (size_t k = 0; k < r->n_catalog; k++)
+        sdefed__dataset_info__free_unpacked(r->catalog[k], NULL);
+    free(r->catalog);
+    r->catalog = NULL;
+    r->n_catalog = 0;
+}
+
+static int set_policy(Sdefed__QueryResult *r, const disc_policy *p, unsigned rules)
+{
+    r->policy = malloc(sizeof *r->policy);
+    if (!r->policy)
+        return SDF_ENOMEM;
+    sdefed__policy_applied__init(r->policy);
+    r->policy->min_cell = p->min_cell;
+    r->policy->rounding = p->rounding;
+    r->policy->zero_is_disclosive = p->zero_is_disclosive;
+
+    const char *names[8];
+    int n = disc_rule_names(rules, names, 8);
+    if (n == 0)
+        return 0;
+    r->rules_fired = calloc((size_t)n, sizeof *r->rules_fired);
+    if (!r->rules_fired)
+        return SDF_ENOMEM;
+    for (int k = 0; k < n; k++) {
+        r->rules_fired[k] = strdup(names[k]);
+        if (!r->rules_fired[k])
+            return SDF_ENOMEM;
+        r->n_rules_fired++;
+    }
+    return 0;
+}
+
+/* Catalog covers every declared dataset (spec_validate refuses a
+ * dataset field on catalog specs). */
+static int run_catalog(query_ctx *q, Sdefed__QueryResult *r)
+{
+    const agent_config *cfg = q->cfg;
+    size_t n = cfg->n_datasets < AGENT_MAX_DATASETS ? cfg->n_datasets : AGENT_MAX_DATASETS;
+    if (n == 0)
+        return 0;
+    r->catalog = calloc(n, sizeof *r->catalog);
+    if (!r->catalog)
+        return SDF_ENOMEM;
+    for (size_t k = 0; k < n; k++) {
+        int err = query_catalog_dataset(q, &cfg->datasets[k], true, &r->catalog[k]);
+        if (err)
+            return err;
+        r->n_catalog++;
+    }
+    return 0;
+}
+
+static int run_count(query_ctx *q, const Sdefed__QuerySpec *spec, Sdefed__QueryResult *r)
+{
+    if (!spec->dataset || !spec->dataset[0]) {
+        snprintf(q->reason, q->reason_len, "dataset: required for count");
+        return SDF_EREFUSED;
+    }
+    const agent_dataset *ds = dataset_find(q->cfg, spec->dataset);
+    if (!ds) {
+        if (name_is_plain(spec->dataset))
+            snprintf(q->reason, q->reason_len, "unknown dataset '%s'", spec->dataset);
+        else
+            snprintf(q->reason, q->reason_len, "unknown dataset");
+        return SDF_EREFUSED;
+    }
+    return query_count_run(q, ds, spec, r);
+}
+
+Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryRequest *req,
+                               atomic_int *cancel)
+{
+    char reason[256] = "";
+    disc_policy policy;
+
+    Sdefed__QueryResult *r = malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    sdefed__query_result__init(r);
+    r->query_id = strdup(req->query_id ? req->query_id : "");
+    if (!r->query_id) {
+        r->query_id = (char *)protobuf_c_empty_string;
+        goto nomem;
+    }
+
+    uint64_t now = now_unix_ms();
+    uint64_t deadline = req->deadline_unix_ms ? req->deadline_unix_ms
+                                              : now + QUERY_DEFAULT_TIMEOUT_MS;
+    if (now >= deadline) {
+        r->status = SDEFED__SITE_STATUS__SITE_TIMEOUT;
+        if (set_reason(r, "deadline passed before the query started"))
+            goto nomem;
+        return r;
+    }
+    if (cancel && atomic_load(cancel)) {
+        r->status = SDEFED__SITE_STATUS__SITE_TIMEOUT;
+        if (set_reason(r, "cancelled"))
+            goto nomem;
+        return r;
+    }
+
+    const Sdefed__QuerySpec *spec = req->spec;
+    int err;
+    if (!spec) {
+        snprintf(reason, sizeof reason, "missing query spec");
+        err = SDF_EREFUSED;
+        goto done;
+    }
+    err = spec_validate(spec, reason, sizeof reason);
+    if (err == SDF_ENOMEM)
+        goto nomem;
+    if (err) {
+        if (!reason[0])
+            snprintf(reason, sizeof reason, "invalid query spec");
+        err = SDF_EREFUSED;
+        goto done;
+    }
+
+    const Sdefed__PolicyRequest *pr = spec->policy;
+    disc_policy_merge(&cfg->policy, pr ? pr->min_cell : 0, pr ? pr->rounding : 0,
+                      pr ? pr->zero_is_disclosive : false, &policy);
+
+    query_ctx q = {
+        .cfg = cfg,
+        .policy = &policy,
+        .deadline_unix_ms = deadline,
+        .cancel = cancel,
+        .rules = 0,
+        .reason = reason,
+        .reason_len = sizeof reason,
+    };
+    switch (spec->kind) {
+    case SDEFED__QUERY_KIND__KIND_CATALOG:
+        err = run_catalog(&q, r);
+        break;
+    case SDEFED__QUERY_KIND__KIND_COUNT:
+        err = run_count(&q, spec, r);
+        break;
+    default:
+        snprintf(reason, sizeof reason, "kind: not supported by this agent");
+        err = SDF_EREFUSED;
+        break;
+    }
+    if (err == 0) {
+        r->status = SDEFED__SITE_STATUS__SITE_OK;
+        if (set_policy(r, &policy, q.rules))
+            goto nomem;
+        return r;
+    }
+
+done:
+    result_clear_data(r);
+    switch (err) {
+    case SDF_EREFUSED:
+        r->status = SDEFED__SITE_STATUS__SITE_REFUSED;
+        break;
+    case SDF_ETIMEOUT:
+        r->status = SDEFED__SITE_STATUS__SITE_TIMEOUT;
+        snprintf(reason, sizeof reason, "%s",
+                 cancel && atomic_load(cancel) ? "cancelled" : "deadline exceeded");
+        break;
+    case SDF_ENOMEM:
+        goto nomem;
+    default:
+        r->status = SDEFED__SITE_STATUS__SITE_ERROR;
+        snprintf(reason, sizeof reason, "database error");
+        break;
+    }
+    log_info("query %s: %s", name_is_plain(r->query_id) ? r->query_id : "(id)",
+             r->status == SDEFED__SITE_STATUS__SITE_REFUSED ? "refused"
+             : r->status == SDEFED__SITE_STATUS__SITE_TIMEOUT ? "timed out" : "failed");
+    if (set_reason(r, reason))
+        goto nomem;
+    return r;
+
+nomem:
+    query_result_free(r);
+    return NULL;
+}
+
+void query_result_free(Sdefed__QueryResult *r)
+{
+    if (r)
+        sdefed__query_result__free_unpacked(r, NULL);
+}
+
+int query_describe_datasets(const agent_config *cfg, Sdefed__DatasetInfo ***out)
+{
+    disc_policy policy = cfg->policy;
+    char reason[64];
+    size_t n = cfg->n_datasets < AGENT_MAX_DATASETS ? cfg->n_datasets : AGENT_MAX_DATASETS;
+    query_ctx q = {
+        .cfg = cfg,
+        .policy = &policy,
+        .deadline_unix_ms = now_unix_ms() + QUERY_DESCRIBE_TIMEOUT_MS,
+        .reason = reason,
+        .reason_len = sizeof reason,
+    };
+    *out = NULL;
+    Sdefed__DatasetInfo **arr = calloc(n ? n : 1, sizeof *arr);
+    if (!arr)
+        return SDF_ENOMEM;
+    for (size_t k = 0; k < n; k++) {
+        const agent_dataset *ds = &cfg->datasets[k];
+        int err = query_catalog_dataset(&q, ds, false, &arr[k]);
+        if (err == SDF_ENOMEM)
+            goto nomem;
+        if (err) {
+            /* An unreadable dataset is still announced, without a version. */
+            log_warn("dataset %s: cannot read its version (%s)", ds->name, sdf_strerror(err));
+            Sdefed__DatasetInfo *d = malloc(sizeof *d);
+            if (!d)
+                goto nomem;
+            sdefed__dataset_info__init(d);
+            arr[k] = d;
+            d->name = strdup(ds->name);
+            d->type = strdup(ds->type);
+            if (!d->name || !d->type)
+                goto nomem;
+        }
+    }
+    *out = arr;
+    return (int)n;
+nomem:
+    for (size_t k = 0; k < n; k++)
+        if (arr[k])
+            query_dataset_info_free(arr[k]);
+    free(arr);
+    return SDF_ENOMEM;
+}
+
+void query_dataset_info_free(Sdefed__DatasetInfo *d)
+{
+    if (d)
+        sdefed__dataset_info__free_unpacked(d, NULL);
+}

@@ -171,17 +171,38 @@ class Sandbox:
         return self
 
     def down(self):
+        """Stop everything and remove the directory. Returns the sanitizer
+        reports (ASan/LSan/UBSan lines) found in the daemons' logs, which
+        appear when they exit under `make SANITIZE=...`."""
+        reports = []
         if self.is_up and os.path.exists(os.path.join(self.dir, ".sdefed-sandbox")):
             try:
                 subprocess.run(["bash", SANDBOX_SH, "down", self.dir],
                                capture_output=True, text=True, timeout=60,
                                env=dict(os.environ, BUILD=build_dir()))
+                reports = self.sanitizer_reports()
             finally:
                 self.is_up = False
                 self.cleanup()
-            return
+            return reports
         self.is_up = False
         self.cleanup()
+        return reports
+
+    SANITIZER_LINE = re.compile(
+        r"(AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:)")
+
+    def sanitizer_reports(self):
+        found = []
+        logs = os.path.join(self.dir, "logs")
+        if not os.path.isdir(logs):
+            return found
+        for name in sorted(os.listdir(logs)):
+            with open(os.path.join(logs, name), errors="replace") as f:
+                for line in f:
+                    if self.SANITIZER_LINE.search(line):
+                        found.append("%s: %s" % (name, line.rstrip()))
+        return found
 
     def cleanup(self):
         if os.environ.get("SDEFED_KEEP_SANDBOX") == "1":
@@ -501,9 +522,11 @@ class SandboxTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if cls.sb is not None:
-            cls.sb.down()
+        reports = cls.sb.down() if cls.sb is not None else []
         super().tearDownClass()
+        if reports:
+            raise AssertionError("sanitizer reports in daemon logs:\n" +
+                                 "\n".join(reports[:40]))
 
 
 NUM_TOKEN = re.compile(r"(?<![\w.:+-])\d+(?![\w.:+-])")

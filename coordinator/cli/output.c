@@ -812,6 +812,32 @@ static int table_add_cell(struct table *t, const struct cols *c, const char *sit
     return table_add(t, row, n, false);
 }
 
+static bool same_strata(Sdefed__Stratum *const *a, size_t na, Sdefed__Stratum *const *b,
+                        size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t k = 0; k < na; k++)
+        if (!a[k] || !b[k] || strcmp(nz(a[k]->name), nz(b[k]->name)) != 0 ||
+            strcmp(nz(a[k]->value), nz(b[k]->value)) != 0)
+            return false;
+    return true;
+}
+
+/* A stratum whose pooled count is an exact, complete 0 is 0 at every site:
+ * the table leaves such rows out (JSON and CSV keep the full grid). */
+static bool zero_everywhere(const Sdefed__FederatedResult *r, Sdefed__Stratum *const *strata,
+                            size_t n)
+{
+    for (size_t i = 0; i < r->n_pooled; i++) {
+        const Sdefed__PooledCell *p = r->pooled[i];
+        if (p && same_strata(p->strata, p->n_strata, strata, n))
+            return p->status == SDEFED__CELL_STATUS__CELL_EXACT && p->value == 0 &&
+                   !p->lower_bound;
+    }
+    return false;
+}
+
 static int table_result_count(FILE *f, const Sdefed__FederatedResult *r)
 {
     struct cols c;
@@ -850,6 +876,10 @@ static int table_result_count(FILE *f, const Sdefed__FederatedResult *r)
             const Sdefed__Cell *cell = s->cells[j];
             if (!cell)
                 continue;
+            if (cell->n_strata > 0 && zero_everywhere(r, cell->strata, cell->n_strata)) {
+                rows++;
+                continue;
+            }
             char num[32], note[48];
             if (released(cell->status)) {
                 snprintf(num, sizeof num, "%" PRId64, cell->value);
@@ -870,10 +900,15 @@ static int table_result_count(FILE *f, const Sdefed__FederatedResult *r)
             rc = table_add(&t, row, 2, true);
         }
     }
+    size_t hidden = 0;
     for (size_t i = 0; rc == 0 && i < r->n_pooled; i++) {
         const Sdefed__PooledCell *p = r->pooled[i];
         if (!p)
             continue;
+        if (p->n_strata > 0 && zero_everywhere(r, p->strata, p->n_strata)) {
+            hidden++;
+            continue;
+        }
         char num[40], note[64];
         if (released(p->status) && p->lower_bound) {
             snprintf(num, sizeof num, ">= %" PRId64, p->value);
@@ -891,6 +926,9 @@ static int table_result_count(FILE *f, const Sdefed__FederatedResult *r)
     }
     if (rc == 0)
         rc = table_print(f, &t);
+    if (rc == 0 && hidden > 0)
+        fprintf(f, "(%zu strata with a count of 0 at every site not shown; --format json lists "
+                   "every stratum)\n", hidden);
     table_free(&t);
     return rc;
 }

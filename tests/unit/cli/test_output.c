@@ -644,6 +644,32 @@ static void test_too_many_strata(void **state)
     free(f);
 }
 
+
+/* Strata that are an exact 0 everywhere are left out of the table (and
+ * said so), but kept in JSON; a 0 pooled as a lower bound is kept. */
+static void test_table_hides_zero_everywhere(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(SDEFED__QUERY_KIND__KIND_COUNT);
+    Sdefed__SiteResult *a = fx_site(f, "site-a", SDEFED__SITE_STATUS__SITE_OK, "");
+    fx_cell(f, a, 50, ROUNDED, KV("sex", "female"));
+    fx_cell(f, a, 0, SDEFED__CELL_STATUS__CELL_EXACT, KV("sex", "unknown"));
+    fx_cell(f, a, 0, SUPPRESSED, KV("sex", "male"));
+    fx_pooled(f, 50, ROUNDED, 0, KV("sex", "female"));
+    fx_pooled(f, 0, SDEFED__CELL_STATUS__CELL_EXACT, 0, KV("sex", "unknown"));
+    fx_pooled(f, 0, SUPPRESSED, 1, KV("sex", "male"));
+    char *t = render(&f->r, OUT_TABLE, 0);
+    assert_null(strstr(t, "unknown"));
+    assert_non_null(strstr(t, "1 strata with a count of 0 at every site not shown"));
+    assert_non_null(find_line(t, "site-a", "male", "suppressed"));
+    assert_non_null(find_line(t, "pooled", "female", "50"));
+    free(t);
+    char *j = render(&f->r, OUT_JSON, 0);
+    assert_non_null(strstr(j, "unknown"));
+    free(j);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_csv_columns_first_appearance),
         cmocka_unit_test(test_table_count),
         cmocka_unit_test(test_table_alignment),
+        cmocka_unit_test(test_table_hides_zero_everywhere),
         cmocka_unit_test(test_table_terminal_safe),
         cmocka_unit_test(test_catalog_outputs),
         cmocka_unit_test(test_sites),

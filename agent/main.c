@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "commands.h"
 #include "sdefed/log.h"
 
 #define DRAIN_MS 10000
@@ -24,9 +25,45 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: sdefed-agent --config FILE [--check-config]\n"
+               "       sdefed-agent --config FILE COMMAND [ARGS...]\n"
                "  -c, --config FILE    agent configuration (INI)\n"
                "      --check-config   validate the configuration and certificates, then exit\n"
                "  -h, --help           this help\n");
+    if (agent_commands[0].name) {
+        fprintf(f, "commands:\n");
+        for (const agent_command *c = agent_commands; c->name; c++)
+            fprintf(f, "  %s\n", c->usage);
+    }
+}
+
+/* Run an operator subcommand with the loaded configuration. */
+static int run_command(const char *config_path, int argc, char **argv)
+{
+    const agent_command *cmd = NULL;
+    for (const agent_command *c = agent_commands; c->name; c++)
+        if (strcmp(c->name, argv[0]) == 0)
+            cmd = c;
+    if (!cmd) {
+        fprintf(stderr, "sdefed-agent: unknown command '%s'\n", argv[0]);
+        usage(stderr);
+        return 2;
+    }
+    agent_config *cfg = malloc(sizeof *cfg);
+    char err[1024];
+    if (!cfg) {
+        fprintf(stderr, "sdefed-agent: out of memory\n");
+        return 1;
+    }
+    if (agent_config_load(config_path, cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "sdefed-agent: %s\n", err);
+        free(cfg);
+        return 1;
+    }
+    log_init("sdefed-agent", cfg->site_id);
+    log_set_level(SDF_LOG_WARN);
+    int rc = cmd->run(cfg, argc, argv);
+    free(cfg);
+    return rc;
 }
 
 /* Load config + TLS context together: both or neither. */
@@ -168,7 +205,8 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     bool check_only = false;
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    /* "+": stop at the first non-option, which is a subcommand. */
+    while ((ch = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
         switch (ch) {
         case 'c': config_path = optarg; break;
         case 'C': check_only = true; break;
@@ -176,10 +214,12 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (!config_path || optind != argc) {
+    if (!config_path || (check_only && optind != argc)) {
         usage(stderr);
         return 2;
     }
+    if (optind < argc)
+        return run_command(config_path, argc - optind, argv + optind);
 
     log_init("sdefed-agent", NULL);
     agent a;

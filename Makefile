@@ -16,7 +16,7 @@ CC       ?= cc
 BUILD    ?= build
 SANITIZE ?=
 
-PKGS := libuv libssl libcrypto libprotobuf-c sqlite3 jansson inih
+PKGS := libuv libssl libcrypto libprotobuf-c sqlite3 jansson inih libpq
 
 WARN    := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
@@ -58,7 +58,7 @@ BINS := $(BUILD)/bin/sdefed-agent $(BUILD)/bin/sdefed-coordinator $(BUILD)/bin/s
 UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check unit integration demo fuzz fuzz-bins install uninstall clean
+.PHONY: all deps check unit integration demo fuzz fuzz-bins soak soak-smoke install uninstall clean
 .SUFFIXES:
 .DELETE_ON_ERROR:
 
@@ -134,6 +134,14 @@ fuzz:
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SANITIZE=address,undefined \
 		FUZZ_CFLAGS=-fsanitize=fuzzer-no-link fuzz-bins
 	@sh tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS) $(notdir $(FUZZ_BINS))
+
+# Load and soak: many agents and analysts on loopback, resources watched.
+SOAK_SECONDS ?= 600
+soak: all
+	@BUILD=$(BUILD) python3 tests/bench/soak.py --sites 50 --analysts 8 --seconds $(SOAK_SECONDS) --check
+
+soak-smoke: all
+	@BUILD=$(BUILD) python3 tests/bench/soak.py --sites 10 --analysts 4 --seconds 20 --check
 
 unit: $(UNIT_BINS) $(BINS)
 	@BUILD=$(BUILD) sh tests/run-unit.sh $(UNIT_BINS)

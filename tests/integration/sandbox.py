@@ -121,7 +121,8 @@ class Sandbox:
     call up()/down() yourself; down() is safe to call more than once."""
 
     def __init__(self, sites=None, seed=None, persons=None, site_files=None,
-                 min_cell=None, rounding=None, timeout=60, prefix="sdefed-it-"):
+                 min_cell=None, rounding=None, timeout=60, prefix="sdefed-it-",
+                 disclosure=None):
         self.tmp = tempfile.mkdtemp(prefix=prefix)
         self.dir = os.path.join(self.tmp, "fed")
         self.args = []
@@ -137,6 +138,8 @@ class Sandbox:
             self.args += ["--min-cell", str(min_cell)]
         if rounding is not None:
             self.args += ["--rounding", str(rounding)]
+        for k, v in (disclosure or {}).items():
+            self.args += ["--disclosure", "%s=%s" % (k, v)]
         self.args += ["--timeout", str(timeout)]
         self.needs_synth = sites is not None or not site_files
         self.env = {}

@@ -28,7 +28,8 @@ HEAVY = {"kind": "count", "project": "demo", "dataset": "omop",
 
 
 class CrashTest(SandboxTestCase):
-    SANDBOX_ARGS = dict(sites=3, seed=5, persons=4000)
+    SANDBOX_ARGS = dict(sites=3, seed=5, persons=4000,
+                        disclosure={"max_identical": 100000})
 
     def statuses(self, d):
         return {s["site"]: s["status"] for s in d["sites"]}

@@ -68,6 +68,11 @@ def main(argv):
         suite = loader.loadTestsFromNames(names)
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
+        # The disclosure attack suite lives beside us and runs with us.
+        attacks = os.path.join(HERE, "..", "attacks")
+        if os.path.isdir(attacks):
+            suite.addTests(loader.discover(attacks, pattern="test_*.py",
+                                           top_level_dir=attacks))
 
     runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=verbosity,
                                      resultclass=CountingResult)

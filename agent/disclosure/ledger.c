@@ -1,0 +1,442 @@
+/* agent/disclosure/ledger.c — durable memory for the cross-query rules
+ * (repeats, differencing, differential-privacy budget); see ledger.h.
+ */
+#include "disclosure/ledger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+#include <sqlite3.h>
+
+#include "sdefed/log.h"
+
+struct disc_ledger {
+    sqlite3 *db;
+};
+
+/* ---- site secret ---------------------------------------------------------- */
+
+static int read_exact(int fd, unsigned char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    unsigned char extra;
+    return read(fd, &extra, 1) == 0 ? 0 : -1;   /* exactly n bytes */
+}
+
+int disc_secret_load(const char *state_dir, unsigned char out[32])
+{
+    char path[PATH_MAX];
+    if (!state_dir || snprintf(path, sizeof path, "%s/%s", state_dir, DISC_SECRET_FILE) >=
+                          (int)sizeof path)
+        return SDF_EINVAL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) {
+            int rc = read_exact(fd, out, 32);
+            close(fd);
+            if (rc != 0) {
+                log_error("%s: not a 32-byte secret", path);
+                return SDF_EIO;
+            }
+            return 0;
+        }
+        if (errno != ENOENT) {
+            log_error("%s: %s", path, strerror(errno));
+            return SDF_EIO;
+        }
+        /* Create it once; a concurrent creator wins and we re-read. The
+         * bytes are written to a temporary file, fsync'd, then linked in
+         * place, so a crash never leaves a short secret. */
+        char tmp[PATH_MAX];
+        if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp)
+            return SDF_EINVAL;
+        unsigned char key[32];
+        if (RAND_bytes(key, sizeof key) != 1)
+            return SDF_EIO;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            log_error("%s: %s", tmp, strerror(errno));
+            return SDF_EIO;
+        }
+        bool ok = write(fd, key, sizeof key) == (ssize_t)sizeof key && fsync(fd) == 0;
+        close(fd);
+        if (ok && link(tmp, path) != 0 && errno != EEXIST)
+            ok = false;
+        unlink(tmp);
+        if (!ok) {
+            log_error("%s: cannot create the site secret", path);
+            return SDF_EIO;
+        }
+    }
+    return SDF_EIO;
+}
+
+/* ---- database -------------------------------------------------------------- */
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS repeats(requester TEXT NOT NULL, qhash BLOB NOT NULL,"
+    " at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS repeats_rq ON repeats(requester, qhash, at);"
+    "CREATE TABLE IF NOT EXISTS cohorts(id INTEGER PRIMARY KEY, owner_kind INTEGER NOT NULL,"
+    " owner TEXT NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, persons BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS cohorts_owner ON cohorts(owner_kind, owner, at);"
+    "CREATE TABLE IF NOT EXISTS dp_ledger(project TEXT PRIMARY KEY, spent REAL NOT NULL);";
+
+int disc_ledger_open(const char *state_dir, disc_ledger **out)
+{
+    char path[PATH_MAX];
+    *out = NULL;
+    if (!state_dir || snprintf(path, sizeof path, "%s/%s", state_dir, DISC_LEDGER_FILE) >=
+                          (int)sizeof path)
+        return SDF_EINVAL;
+    /* Create the file 0600 before SQLite does (it would use 0644). */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        log_error("%s: %s", path, strerror(errno));
+        return SDF_EIO;
+    }
+    close(fd);
+    disc_ledger *l = calloc(1, sizeof *l);
+    if (!l)
+        return SDF_ENOMEM;
+    if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(l->db, 10000);
+    if (sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
+                     NULL) != SQLITE_OK ||
+        sqlite3_exec(l->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    *out = l;
+    return 0;
+fail:
+    log_error("%s: %s", path, l->db ? sqlite3_errmsg(l->db) : "cannot open");
+    sqlite3_close(l->db);
+    free(l);
+    return SDF_EDB;
+}
+
+void disc_ledger_close(disc_ledger *l)
+{
+    if (!l)
+        return;
+    sqlite3_close(l->db);
+    free(l);
+}
+
+static int begin(disc_ledger *l)
+{
+    return sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : SDF_EDB;
+}
+
+static int commit(disc_ledger *l)
+{
+    if (sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+    return SDF_EDB;
+}
+
+static void rollback(disc_ledger *l)
+{
+    sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int db_fail(disc_ledger *l, sqlite3_stmt *st)
+{
+    log_error("disclosure ledger: %s", sqlite3_errmsg(l->db));
+    sqlite3_finalize(st);
+    rollback(l);
+    return SDF_EDB;
+}
+
+/* ---- repeats -------------------------------------------------------------------- */
+
+int disc_ledger_repeat(disc_ledger *l, const char *requester, const unsigned char qhash[32],
+                       int64_t now_s, int64_t window_s, int64_t max, bool *refused)
+{
+    sqlite3_stmt *st = NULL;
+    *refused = false;
+    if (begin(l))
+        return db_fail(l, NULL);
+    if (sqlite3_prepare_v2(l->db, "DELETE FROM repeats WHERE requester = ?1 AND at <= ?2", -1,
+                           &st, NULL) != SQLITE_OK)
+        return db_fail(l, st);
+    sqlite3_bind_text(st, 1, requester, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_s - window_s);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return db_fail(l, st);
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(l->db, "SELECT COUNT(*) FROM repeats WHERE requester = ?1 AND "
+                                  "qhash = ?2 AND at > ?3", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(l, st);
+    sqlite3_bind_text(st, 1, requester, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, qhash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_s - window_s);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return db_fail(l, st);
+    int64_t seen = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (seen >= max) {
+        *refused = true;
+        rollback(l);
+        return 0;
+    }
+    if (sqlite3_prepare_v2(l->db, "INSERT INTO repeats(requester, qhash, at) VALUES(?1,?2,?3)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_fail(l, st);
+    sqlite3_bind_text(st, 1, requester, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, qhash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_s);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return db_fail(l, st);
+    sqlite3_finalize(st);
+    return commit(l);
+}
+
+/* ---- person sets ------------------------------------------------------------------- */
+
+int disc_personset_encode(const int64_t *ids, size_t n, unsigned char **out, size_t *outlen)
+{
+    *out = NULL;
+    *outlen = 0;
+    unsigned char *buf = malloc(n * 10 + 1);
+    if (!buf)
+        return SDF_ENOMEM;
+    size_t len = 0;
+    int64_t prev = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] <= prev) {
+            free(buf);
+            return SDF_EINVAL;
+        }
+        uint64_t d = (uint64_t)ids[i] - (uint64_t)prev;   /* >= 1, no signed overflow */
+        prev = ids[i];
+        do {
+            unsigned char b = d & 0x7f;
+            d >>= 7;
+            buf[len++] = (unsigned char)(b | (d ? 0x80 : 0));
+        } while (d);
+    }
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+/* Next id from an encoding: 1 with *id set, 0 at the end, -1 if corrupt. */
+static int dec_next(const unsigned char *enc, size_t len, size_t *pos, int64_t *prev, int64_t *id)
+{
+    if (*pos >= len)
+        return 0;
+    uint64_t d = 0;
+    for (int shift = 0; shift < 63; shift += 7) {
+        if (*pos >= len)
+            return -1;
+        unsigned char b = enc[(*pos)++];
+        d |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            /* prev >= -1: the largest delta keeping the id <= INT64_MAX */
+            if (d == 0 || d > (uint64_t)INT64_MAX - (uint64_t)*prev)
+                return -1;
+            *prev = (int64_t)((uint64_t)*prev + d);
+            *id = *prev;
+            return 1;
+        }
+    }
+    return -1;
+}
+
+int64_t disc_personset_symdiff(const int64_t *ids, size_t n, const unsigned char *enc,
+                               size_t enclen, int64_t cap)
+{
+    size_t i = 0, pos = 0;
+    int64_t prev = -1, b = 0, diff = 0;
+    int more = dec_next(enc, enclen, &pos, &prev, &b);
+    while ((i < n || more == 1) && diff < cap) {
+        if (more < 0)
+            return SDF_EINVAL;
+        if (more == 0 || (i < n && ids[i] < b)) {
+            diff++;
+            i++;
+        } else if (i >= n || b < ids[i]) {
+            diff++;
+            more = dec_next(enc, enclen, &pos, &prev, &b);
+        } else {
+            i++;
+            more = dec_next(enc, enclen, &pos, &prev, &b);
+        }
+    }
+    if (more < 0)
+        return SDF_EINVAL;
+    return diff < cap ? diff : cap;
+}
+
+/* ---- differencing ------------------------------------------------------------------- */
+
+enum { OWNER_REQUESTER = 1, OWNER_PROJECT = 2 };
+
+static int trim(disc_ledger *l, int kind, const char *owner, int64_t keep, int64_t cutoff)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(l->db,
+                           "DELETE FROM cohorts WHERE owner_kind = ?1 AND owner = ?2 AND "
+                           "(at <= ?3 OR id NOT IN (SELECT id FROM cohorts WHERE owner_kind = ?1 "
+                           "AND owner = ?2 ORDER BY at DESC, id DESC LIMIT ?4))",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return SDF_EDB;
+    }
+    sqlite3_bind_int(st, 1, kind);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, cutoff);
+    sqlite3_bind_int64(st, 4, keep);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SDF_EDB;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int disc_ledger_cohort(disc_ledger *l, const char *requester, const char *project,
+                       const int64_t *persons, size_t n, int64_t min_cell, int64_t now_s,
+                       int64_t max_age_s, int64_t keep, bool *refused)
+{
+    sqlite3_stmt *st = NULL;
+    unsigned char *enc = NULL;
+    size_t enclen = 0;
+    *refused = false;
+    int err = disc_personset_encode(persons, n, &enc, &enclen);
+    if (err)
+        return err;
+    if (begin(l)) {
+        free(enc);
+        return db_fail(l, NULL);
+    }
+    int64_t cutoff = now_s - max_age_s;
+    if (sqlite3_prepare_v2(l->db,
+                           "SELECT n, persons FROM cohorts WHERE at > ?1 AND ((owner_kind = 1 AND "
+                           "owner = ?2) OR (owner_kind = 2 AND owner = ?3)) AND n > ?4 AND n < ?5",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto dbfail;
+    sqlite3_bind_int64(st, 1, cutoff);
+    sqlite3_bind_text(st, 2, requester, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, project, -1, SQLITE_STATIC);
+    /* |n - m| >= min_cell means symmetric difference >= min_cell: skip */
+    sqlite3_bind_int64(st, 4, (int64_t)n - min_cell);
+    sqlite3_bind_int64(st, 5, (int64_t)n + min_cell);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *blob = sqlite3_column_blob(st, 1);
+        size_t blen = (size_t)sqlite3_column_bytes(st, 1);
+        int64_t d = disc_personset_symdiff(persons, n, blob ? blob : (const unsigned char *)"",
+                                           blen, min_cell);
+        if (d < 0) {
+            log_warn("disclosure ledger: a kept cohort is corrupt; refusing to be safe");
+            d = 1;
+        }
+        if (d >= 1 && d < min_cell) {
+            *refused = true;
+            break;
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        goto dbfail;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (*refused) {
+        rollback(l);
+        free(enc);
+        return 0;
+    }
+    for (int kind = OWNER_REQUESTER; kind <= OWNER_PROJECT; kind++) {
+        const char *owner = kind == OWNER_REQUESTER ? requester : project;
+        if (sqlite3_prepare_v2(l->db,
+                               "INSERT INTO cohorts(owner_kind, owner, at, n, persons) "
+                               "VALUES(?1,?2,?3,?4,?5)", -1, &st, NULL) != SQLITE_OK)
+            goto dbfail;
+        sqlite3_bind_int(st, 1, kind);
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now_s);
+        sqlite3_bind_int64(st, 4, (int64_t)n);
+        sqlite3_bind_blob(st, 5, enc, (int)enclen, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            goto dbfail;
+        sqlite3_finalize(st);
+        st = NULL;
+        if (trim(l, kind, owner, keep, cutoff))
+            goto dbfail;
+    }
+    free(enc);
+    return commit(l);
+dbfail:
+    free(enc);
+    return db_fail(l, st);
+}
+
+/* ---- differential privacy budget ------------------------------------------------ */
+
+static int spent_of(disc_ledger *l, const char *project, double *spent)
+{
+    sqlite3_stmt *st = NULL;
+    *spent = 0.0;
+    if (sqlite3_prepare_v2(l->db, "SELECT spent FROM dp_ledger WHERE project = ?1", -1, &st,
+                           NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return SDF_EDB;
+    }
+    sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *spent = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : SDF_EDB;
+}
+
+int disc_ledger_dp_spent(disc_ledger *l, const char *project, double *spent)
+{
+    return spent_of(l, project, spent);
+}
+
+int disc_ledger_dp_spend(disc_ledger *l, const char *project, double epsilon, double budget,
+                         double *spent_after, bool *refused)
+{
+    sqlite3_stmt *st = NULL;
+    *refused = false;
+    if (begin(l))
+        return db_fail(l, NULL);
+    double spent;
+    if (spent_of(l, project, &spent))
+        return db_fail(l, NULL);
+    /* a tiny tolerance so that budget/epsilon whole queries fit exactly */
+    if (spent + epsilon > budget * (1.0 + 1e-9)) {
+        *refused = true;
+        *spent_after = spent;
+        rollback(l);
+        return 0;
+    }
+    if (sqlite3_prepare_v2(l->db,
+                           "INSERT INTO dp_ledger(project, spent) VALUES(?1, ?2) "
+                           "ON CONFLICT(project) DO UPDATE SET spent = excluded.spent",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_fail(l, st);
+    sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, spent + epsilon);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return db_fail(l, st);
+    sqlite3_finalize(st);
+    *spent_after = spent + epsilon;
+    return commit(l);
+}

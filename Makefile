@@ -58,7 +58,7 @@ BINS := $(BUILD)/bin/sdefed-agent $(BUILD)/bin/sdefed-coordinator $(BUILD)/bin/s
 UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check unit integration demo fuzz fuzz-bins soak soak-smoke install uninstall clean
+.PHONY: all deps check unit integration demo fuzz fuzz-bins soak soak-smoke install uninstall deb bench clean
 .SUFFIXES:
 .DELETE_ON_ERROR:
 
@@ -157,6 +157,58 @@ check: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh deploy/demo.sh
+
+# ---- install / packages (deploy/README.md) ----
+# Programs, man pages, systemd units (ExecStart pointed at SBINDIR), the
+# annotated example configs and deploy/pki. /etc and /var/lib are left to
+# the operator or the Debian packages (`make deb`, deploy/debian/).
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/sdefed
+DATADIR ?= $(PREFIX)/share/sdefed
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+
+install: $(BINS)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DATADIR) \
+		$(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 0755 $(BUILD)/bin/sdefed $(DESTDIR)$(BINDIR)/sdefed
+	$(INSTALL) -m 0755 $(BUILD)/bin/sdefed-agent $(DESTDIR)$(SBINDIR)/sdefed-agent
+	$(INSTALL) -m 0755 $(BUILD)/bin/sdefed-coordinator $(DESTDIR)$(SBINDIR)/sdefed-coordinator
+	$(INSTALL) -m 0644 deploy/man/sdefed.1 $(DESTDIR)$(MANDIR)/man1/sdefed.1
+	$(INSTALL) -m 0644 deploy/man/sdefed-agent.8 deploy/man/sdefed-coordinator.8 \
+		$(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 deploy/examples/agent.conf deploy/examples/coordinator.conf \
+		deploy/examples/client.conf deploy/examples/*.json $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL) -m 0644 deploy/README.md $(DESTDIR)$(DOCDIR)/README.md
+	$(INSTALL) -m 0755 deploy/pki $(DESTDIR)$(DATADIR)/pki
+	for u in sdefed-agent sdefed-coordinator; do \
+		sed 's|/usr/sbin/|$(SBINDIR)/|g' deploy/systemd/$$u.service \
+			> $(DESTDIR)$(UNITDIR)/$$u.service && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service \
+			|| exit 1; \
+	done
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sdefed $(DESTDIR)$(SBINDIR)/sdefed-agent \
+		$(DESTDIR)$(SBINDIR)/sdefed-coordinator $(DESTDIR)$(MANDIR)/man1/sdefed.1 \
+		$(DESTDIR)$(MANDIR)/man8/sdefed-agent.8 $(DESTDIR)$(MANDIR)/man8/sdefed-coordinator.8 \
+		$(DESTDIR)$(UNITDIR)/sdefed-agent.service $(DESTDIR)$(UNITDIR)/sdefed-coordinator.service \
+		$(DESTDIR)$(DATADIR)/pki
+	rm -rf $(DESTDIR)$(DOCDIR)
+	-rmdir $(DESTDIR)$(DATADIR) 2>/dev/null
+
+# Three .debs in $(BUILD)/deb/: sdefed-agent, sdefed-coordinator, sdefed-cli.
+deb: $(BINS)
+	@BUILD=$(BUILD) sh deploy/debian/build-deb.sh
+
+# Benchmarks (not part of check): 4 x 1M-person sites cached in build/bench/,
+# SQLite and PostgreSQL federation vs direct SQL and postgres_fdw, latency
+# across 8 agents. Needs ~30 GB of disk; see tests/bench/README.md.
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) python3 tests/bench/run.py
 
 clean:
 	rm -rf $(BUILD)

@@ -53,7 +53,7 @@ typedef struct agent {
 
     agent_job *jobs;             /* in flight (doubly linked) */
     unsigned n_jobs;
-    uint64_t answered, refused, failed;
+    uint64_t answered, refused, held, failed;
 
     bool stopping;               /* SIGTERM seen: drain and exit */
     uv_timer_t drain_timer;

@@ -8,8 +8,11 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "db_pg.h"
+#include "governance/governance.h"
 #include "sdefed/conf.h"
 
 #define K(sec, name, type, field, def, min, max, req)                                   \
@@ -33,16 +36,34 @@ static const conf_key agent_keys[] = {
     K("agent", "reconnect_max_ms", CONF_UINT, reconnect_max_ms, "30000", 10, 3600000, false),
     K("agent", "max_frame_bytes", CONF_SIZE, max_frame, "4194304", 65536, 268435456, false),
     K("agent", "log_level", CONF_LOGLEVEL, log_level, "info", 0, 0, false),
+    K("agent", "cert_expiry_warn_days", CONF_UINT, cert_warn_days, "30", 0, 3650, false),
     K("disclosure", "min_cell", CONF_INT64, policy.min_cell, "10", 1, 1000000, false),
     K("disclosure", "rounding", CONF_INT64, policy.rounding, "5", 1, 1000000, false),
     K("disclosure", "zero_is_disclosive", CONF_BOOL, policy.zero_is_disclosive, "false", 0, 0,
       false),
+    K("disclosure", "dominance_n", CONF_INT64, policy.dominance_n, "2", 1, 100, false),
+    K("disclosure", "dominance_k", CONF_STR, disc_real_text[0], "0.9", 0, 0, false),
+    K("disclosure", "min_dof", CONF_INT64, policy.min_dof, "10", 1, 1000000, false),
+    K("disclosure", "max_params_ratio", CONF_STR, disc_real_text[1], "0.33", 0, 0, false),
+    K("disclosure", "max_identical", CONF_INT64, policy.max_identical, "7", 1, 1000000, false),
+    K("disclosure", "identical_window_days", CONF_INT64, policy.identical_window_days, "30", 1,
+      3650, false),
+    K("disclosure", "differencing", CONF_BOOL, policy.differencing, "true", 0, 0, false),
+    K("disclosure", "differencing_keep", CONF_INT64, policy.differencing_keep, "64", 1, 4096,
+      false),
+    K("disclosure", "differencing_days", CONF_INT64, policy.differencing_days, "30", 1, 3650,
+      false),
+    K("disclosure", "dp_epsilon", CONF_STR, disc_real_text[2], "0", 0, 0, false),
+    K("disclosure", "dp_budget", CONF_STR, disc_real_text[3], "0", 0, 0, false),
+    K("disclosure", "data_version", CONF_STR, data_version, "", 0, 0, false),
 };
 
 static int dataset_section(void *target, const char *section, const char *key,
                            const char *value, const char *dir, char *err, size_t errlen)
 {
     agent_config *c = target;
+    if (strcmp(section, "governance") == 0)
+        return gov_config_section(&c->gov, key, value, dir, err, errlen);
     if (strncmp(section, "dataset ", 8) != 0) {
         snprintf(err, errlen, "unknown section [%s]", section);
         return SDF_ECONFIG;
@@ -74,7 +95,9 @@ static int dataset_section(void *target, const char *section, const char *key,
     agent_dataset *d = &c->datasets[c->n_datasets - 1];
     /* inih merges two adjacent sections of the same name, so a repeated
      * key is how a duplicated [dataset NAME] shows up. */
-    if ((strcmp(key, "type") == 0 && d->type[0]) || (strcmp(key, "path") == 0 && d->path[0])) {
+    if ((strcmp(key, "type") == 0 && d->type[0]) || (strcmp(key, "path") == 0 && d->path[0]) ||
+        (strcmp(key, "conninfo") == 0 && d->conninfo[0]) ||
+        (strcmp(key, "schema") == 0 && d->schema[0])) {
         snprintf(err, errlen, "%s: set twice in [%s]", key, section);
         return SDF_ECONFIG;
     }
@@ -85,14 +108,43 @@ static int dataset_section(void *target, const char *section, const char *key,
         }
         snprintf(d->type, sizeof d->type, "%s", value);
     } else if (strcmp(key, "backend") == 0) {
-        if (strcmp(value, "sqlite") != 0) {
-            snprintf(err, errlen, "backend: only 'sqlite' is supported");
+        if (strcmp(value, "sqlite") != 0 && strcmp(value, "postgres") != 0) {
+            snprintf(err, errlen, "backend: must be 'sqlite' or 'postgres'");
             return SDF_ECONFIG;
         }
         snprintf(d->backend, sizeof d->backend, "%s", value);
     } else if (strcmp(key, "path") == 0) {
         if (conf_resolve_path(dir, value, d->path, sizeof d->path) != 0) {
             snprintf(err, errlen, "path: too long");
+            return SDF_ECONFIG;
+        }
+    } else if (strcmp(key, "conninfo") == 0) {
+        /* Never echo the value: it may hold a password. */
+        if (!value[0] || strlen(value) >= sizeof d->conninfo) {
+            snprintf(err, errlen, "conninfo: empty or longer than %zu bytes",
+                     sizeof d->conninfo - 1);
+            return SDF_ECONFIG;
+        }
+        if (!db_pg_conninfo_valid(value)) {
+            snprintf(err, errlen, "conninfo: not a valid libpq connection string");
+            return SDF_ECONFIG;
+        }
+        snprintf(d->conninfo, sizeof d->conninfo, "%s", value);
+    } else if (strcmp(key, "schema") == 0) {
+        if (!db_pg_ident_valid(value)) {
+            snprintf(err, errlen, "schema: must be an identifier of 1-63 of [a-z0-9_], "
+                                  "not starting with a digit");
+            return SDF_ECONFIG;
+        }
+        snprintf(d->schema, sizeof d->schema, "%s", value);
+    } else if (strcmp(key, "allow_care_site") == 0) {
+        /* issue 3: the care_site stratifier is opt-in per dataset */
+        if (strcmp(value, "true") == 0)
+            d->allow_care_site = true;
+        else if (strcmp(value, "false") == 0)
+            d->allow_care_site = false;
+        else {
+            snprintf(err, errlen, "allow_care_site: must be true or false");
             return SDF_ECONFIG;
         }
     } else {
@@ -126,6 +178,21 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
         snprintf(err, errlen, "%s: [agent] reconnect_min_ms exceeds reconnect_max_ms", path);
         return SDF_ECONFIG;
     }
+    static const char *const real_keys[4] = { "dominance_k", "max_params_ratio", "dp_epsilon",
+                                              "dp_budget" };
+    double *real_dst[4] = { &out->policy.dominance_k, &out->policy.max_params_ratio,
+                            &out->policy.dp_epsilon, &out->policy.dp_budget };
+    for (size_t i = 0; i < 4; i++) {
+        char *end = NULL;
+        const char *t = out->disc_real_text[i];
+        double v = strtod(t, &end);
+        if (!t[0] || end == t || *end != '\0' || !(v == v) || v < 0.0 || v > 1e9) {
+            snprintf(err, errlen, "%s: [disclosure] %s must be a non-negative number", path,
+                     real_keys[i]);
+            return SDF_ECONFIG;
+        }
+        *real_dst[i] = v;
+    }
     char why[256];
     if (disc_policy_check(&out->policy, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s: [disclosure] %s", path, why);
@@ -138,8 +205,16 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
     }
     for (size_t i = 0; i < out->n_datasets; i++) {
         const agent_dataset *d = &out->datasets[i];
-        if (!d->type[0] || !d->path[0]) {
-            snprintf(err, errlen, "%s: [dataset %s] needs type and path", path, d->name);
+        bool pg = strcmp(d->backend, "postgres") == 0;
+        if (!d->type[0] || (pg ? !d->conninfo[0] : !d->path[0])) {
+            snprintf(err, errlen, "%s: [dataset %s] needs type and %s", path, d->name,
+                     pg ? "conninfo" : "path");
+            return SDF_ECONFIG;
+        }
+        if (pg ? d->path[0] != '\0' : (d->conninfo[0] || d->schema[0])) {
+            snprintf(err, errlen, "%s: [dataset %s] %s", path, d->name,
+                     pg ? "path is for backend sqlite (postgres uses conninfo)"
+                        : "conninfo and schema need backend = postgres");
             return SDF_ECONFIG;
         }
     }

@@ -14,16 +14,44 @@
  *   reconnect_max_ms = 30000
  *   max_frame_bytes = 4194304
  *   log_level = info
+ *   cert_expiry_warn_days = 30       ; log + status warn this long before cert/CA expiry
  *
  *   [disclosure]
  *   min_cell = 10
  *   rounding = 5
  *   zero_is_disclosive = false
+ *   dominance_n = 2                  ; ... see deploy/disclosure.md for every rule
+ *   dominance_k = 0.9
+ *   min_dof = 10
+ *   max_params_ratio = 0.33
+ *   max_identical = 7                ; identical queries per requester per window
+ *   identical_window_days = 30
+ *   differencing = true              ; refuse cohorts 1..min_cell-1 persons from a kept one
+ *   differencing_keep = 64           ; cohorts kept per requester and per project
+ *   differencing_days = 30
+ *   dp_epsilon = 0                   ; > 0 turns on differential privacy for counts
+ *   dp_budget = 0                    ; total epsilon per project (ledger in state_dir)
+ *   data_version =                   ; optional; default: size+mtime of each dataset file
  *
  *   [dataset omop]                   ; one section per dataset; name after "dataset "
  *   type = omop
  *   backend = sqlite
  *   path = /srv/omop/omop.sqlite
+ *   allow_care_site = false          ; may analysts stratify by care_site? (issue 3)
+ *
+ *   [dataset cdm]                    ; an OMOP CDM held in PostgreSQL
+ *   type = omop
+ *   backend = postgres
+ *   conninfo = host=/run/postgresql dbname=omop user=sdefed_ro   ; libpq conninfo or URI
+ *   schema = cdm                     ; OMOP schema (an identifier; default public)
+ *
+ * A postgres password belongs in a passfile (PGPASSFILE / ~/.pgpass), not in
+ * conninfo; if it is there anyway it is never logged (see db_pg.h).
+ *
+ *   [governance]                     ; optional (issue 7; see deploy/governance.md)
+ *   held_result_expiry_hours = 168   ; a held result not reviewed by then is refused
+ *   trusted_protocol_key = /etc/sdefed/approvers/hra.pub   ; repeatable: signed protocols
+ *                                    ; by these keys are released without review
  *
  * Relative paths are resolved against the config file's directory.
  * Loading parses into a fresh struct; the caller swaps it in only on
@@ -43,9 +71,23 @@
 typedef struct agent_dataset {
     char name[64];
     char type[16];       /* "omop" */
-    char backend[16];    /* "sqlite" */
+    char backend[16];    /* "sqlite" or "postgres" */
     char path[PATH_MAX]; /* sqlite file */
+    char conninfo[1024]; /* postgres: libpq conninfo string (may hold a password) */
+    char schema[64];     /* postgres: OMOP schema, a validated identifier */
+    bool allow_care_site; /* `allow_care_site = true`: the care_site stratifier may be used
+                           * (issue 3; default false: a site's units may be identifying) */
 } agent_dataset;
+
+/* [governance] section (issue 7), parsed by gov_config_section() in
+ * agent/governance/gov_config.c. Projects themselves live in the state
+ * database (`sdefed-agent project add ...`), not here. */
+#define AGENT_MAX_TRUSTED_KEYS 8
+typedef struct agent_governance {
+    unsigned held_expiry_s;       /* held results expire after this; default 7 days */
+    char trusted_keys[AGENT_MAX_TRUSTED_KEYS][PATH_MAX];  /* approver public keys (PEM) */
+    size_t n_trusted_keys;
+} agent_governance;
 
 typedef struct agent_config {
     char site_id[64];
@@ -66,6 +108,12 @@ typedef struct agent_config {
     disc_policy policy;
     agent_dataset datasets[AGENT_MAX_DATASETS];
     size_t n_datasets;
+    unsigned cert_warn_days;      /* warn this many days before a certificate expires */
+    /* [disclosure] keys holding real numbers, as written (conf.h has no
+     * double type); agent_config_load parses them into policy. */
+    char disc_real_text[4][32];   /* dominance_k, max_params_ratio, dp_epsilon, dp_budget */
+    char data_version[64];        /* [disclosure] data_version: "" = from dataset file stat */
+    agent_governance gov;         /* [governance] (agent/governance/governance.h) */
 } agent_config;
 
 /* Load and check a config file into *out (fully overwritten). Returns 0, or

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "governance/governance.h"
 #include "query.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
@@ -23,6 +24,7 @@ struct agent_job {
     Sdefed__QueryResult *res;
     atomic_int cancel;
     agent_job *prev, *next;
+    gov_ticket *gov;          /* governance admission (agent/governance) */
 };
 
 void agent_cfg_release(agent_cfg_ref *r)
@@ -64,6 +66,8 @@ static void after_work_cb(uv_work_t *w, int status)
     agent *a = j->a;
     const char *qid = j->req->query_id ? j->req->query_id : "";
 
+    /* Audit, and hold the result instead when the project is `review`. */
+    gov_finish(a, j->gov, j->req, status == UV_ECANCELED ? NULL : j->res);
     if (status == UV_ECANCELED || !j->res) {
         reply_status(a, qid, SDEFED__SITE_STATUS__SITE_ERROR,
                      status == UV_ECANCELED ? "cancelled" : "agent out of memory");
@@ -80,6 +84,8 @@ static void after_work_cb(uv_work_t *w, int status)
             a->answered++;
         else if (r->status == SDEFED__SITE_STATUS__SITE_REFUSED)
             a->refused++;
+        else if (r->status == SDEFED__SITE_STATUS__SITE_HELD)
+            a->held++;
         else
             a->failed++;
         send_result(a, r);
@@ -111,12 +117,24 @@ void agent_jobs_submit(agent *a, Sdefed__QueryRequest *req)
         sdefed__query_request__free_unpacked(req, NULL);
         return;
     }
+    /* Projects, requesters, kinds, datasets: checked before any data is touched. */
+    gov_ticket *ticket = NULL;
+    char why[256];
+    if (gov_admit(a, req, &ticket, why, sizeof why) != 0) {
+        log_info("query %s refused: %s", qid, why);
+        reply_status(a, qid, SDEFED__SITE_STATUS__SITE_REFUSED, why);
+        a->refused++;
+        sdefed__query_request__free_unpacked(req, NULL);
+        return;
+    }
     agent_job *j = calloc(1, sizeof *j);
     if (!j) {
+        gov_finish(a, ticket, req, NULL);
         reply_status(a, qid, SDEFED__SITE_STATUS__SITE_ERROR, "agent out of memory");
         sdefed__query_request__free_unpacked(req, NULL);
         return;
     }
+    j->gov = ticket;
     j->a = a;
     j->req = req;
     j->cfg = a->cfg;
@@ -127,6 +145,7 @@ void agent_jobs_submit(agent *a, Sdefed__QueryRequest *req)
     if (rc != 0) {
         log_error("query %s: cannot queue work: %s", qid, uv_strerror(rc));
         reply_status(a, qid, SDEFED__SITE_STATUS__SITE_ERROR, "agent internal error");
+        gov_finish(a, j->gov, req, NULL);
         agent_cfg_release(j->cfg);
         sdefed__query_request__free_unpacked(req, NULL);
         free(j);

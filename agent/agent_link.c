@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent_ops.h"
 #include "query.h"
 #include "sdefed/log.h"
 
@@ -159,6 +160,7 @@ static void handle_hello_ack(agent *a, conn *c, const Sdefed__HelloAck *ack)
              conn_peer_addr(c), ack->peer_id ? ack->peer_id : "?");
     uv_timer_start(&a->heartbeat_timer, heartbeat_cb, a->cfg->cfg.heartbeat_ms,
                    a->cfg->cfg.heartbeat_ms);
+    agent_ops_note_connected(a);
 }
 
 static void on_message(conn *c, Sdefed__Envelope *env)
@@ -211,5 +213,6 @@ static void on_close(conn *c, int err, const char *why)
     if (err != 0 || !a->stopping)
         log_warn("link to coordinator %s: %s", was_ready ? "lost" : "failed",
                  why ? why : sdf_strerror(err));
+    agent_ops_note_error(a, why ? why : sdf_strerror(err));
     schedule_reconnect(a);
 }

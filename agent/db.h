@@ -34,6 +34,7 @@ typedef enum {
     DB_PARAM_INT64 = 1,
     DB_PARAM_TEXT = 2,
     DB_PARAM_INT64_LIST = 3,   /* used through db_sql_int_list() */
+    DB_PARAM_DOUBLE = 4,       /* a double-precision number in `d` (issue 3: value ranges) */
 } db_param_type;
 
 /* One bound parameter. Parameter k (1-based) of a statement is params[k-1]
@@ -45,6 +46,7 @@ typedef struct db_param {
     const char *s;             /* DB_PARAM_TEXT (NUL-terminated) */
     const int64_t *list;       /* DB_PARAM_INT64_LIST */
     size_t n;                  /* number of list elements */
+    double d;                  /* DB_PARAM_DOUBLE */
 } db_param;
 
 /* One column of a result row. `s` is the value as text (NULL when is_null),
@@ -72,6 +74,10 @@ typedef struct db_ops {
     int (*sql_int_list)(int n, char *buf, size_t len);
     int (*sql_year)(const char *expr, char *buf, size_t len);
     int (*sql_date_iso)(const char *expr, char *buf, size_t len);
+    /* issue 3 (cohort language); see the fragment contracts below */
+    int (*sql_day)(const char *expr, char *buf, size_t len);
+    int (*sql_day_year)(const char *expr, char *buf, size_t len);
+    int (*sql_day_month)(const char *expr, char *buf, size_t len);
 } db_ops;
 
 struct db_conn {
@@ -86,6 +92,12 @@ struct db_conn {
  * data), or SDF_ENOMEM. */
 int db_sqlite_open(const agent_dataset *ds, uint64_t deadline_unix_ms,
                    atomic_int *cancel, db_conn **out) SDF_MUSTCHECK;
+/* The same for `backend = postgres` (db_pg.c; connections may come warm
+ * from a small pool; the deadline also becomes statement_timeout and a
+ * cancel is sent to the server). SDF_ETIMEOUT if connecting outlasts the
+ * deadline. */
+int db_pg_open(const agent_dataset *ds, uint64_t deadline_unix_ms,
+               atomic_int *cancel, db_conn **out) SDF_MUSTCHECK;
 
 static inline int SDF_MUSTCHECK db_open(const agent_dataset *ds, uint64_t deadline_unix_ms,
                                         atomic_int *cancel, db_conn **out)
@@ -93,6 +105,8 @@ static inline int SDF_MUSTCHECK db_open(const agent_dataset *ds, uint64_t deadli
     *out = NULL;
     if (strcmp(ds->backend, "sqlite") == 0)
         return db_sqlite_open(ds, deadline_unix_ms, cancel, out);
+    if (strcmp(ds->backend, "postgres") == 0)
+        return db_pg_open(ds, deadline_unix_ms, cancel, out);
     return SDF_ECONFIG;
 }
 
@@ -143,6 +157,31 @@ static inline int db_sql_year(const db_conn *c, const char *expr, char *buf, siz
 static inline int db_sql_date_iso(const db_conn *c, const char *expr, char *buf, size_t len)
 {
     return c->ops->sql_date_iso(expr, buf, len);
+}
+
+/* Day arithmetic (issue 3: windows, observation periods, year/quarter of
+ * index). A "day number" is an INTEGER-typed SQL value with consecutive
+ * calendar days differing by exactly 1 (the epoch is the backend's choice:
+ * SQLite uses the Julian day number, PostgreSQL may use days since
+ * 1970-01-01); the compilers only add integers to it, subtract two of them
+ * and compare them, and convert back with the two functions below.
+ *   db_sql_day:       day number of a date expression (a *_date column),
+ *                     NULL if the date is NULL or unknown
+ *   db_sql_day_year:  integer calendar year of a day-number expression
+ *   db_sql_day_month: integer month 1..12 of a day-number expression
+ * Each writes a fragment into buf like the ones above (SDF_EOVERFLOW if it
+ * does not fit). `expr` is compiler-generated SQL, never a value. */
+static inline int db_sql_day(const db_conn *c, const char *expr, char *buf, size_t len)
+{
+    return c->ops->sql_day(expr, buf, len);
+}
+static inline int db_sql_day_year(const db_conn *c, const char *expr, char *buf, size_t len)
+{
+    return c->ops->sql_day_year(expr, buf, len);
+}
+static inline int db_sql_day_month(const db_conn *c, const char *expr, char *buf, size_t len)
+{
+    return c->ops->sql_day_month(expr, buf, len);
 }
 
 #endif

@@ -178,6 +178,9 @@ static int bind_params(sqlite_conn *c, sqlite3_stmt *st, const db_param *params,
         case DB_PARAM_INT64:
             rc = sqlite3_bind_int64(st, idx, params[k].i);
             break;
+        case DB_PARAM_DOUBLE:
+            rc = sqlite3_bind_double(st, idx, params[k].d);
+            break;
         case DB_PARAM_TEXT:
             if (!params[k].s)
                 return SDF_EINVAL;
@@ -325,6 +328,30 @@ static int sqlite_sql_date_iso(const char *e, char *buf, size_t len)
                e, e, e, e, e, e, e);
 }
 
+/* Day numbers are Julian day numbers truncated to an integer: julianday()
+ * of an ISO date is N.5 (midnight), so the integer N is noon of the day
+ * before; converting back adds 0.5. Numeric dates follow the same two
+ * conventions as sqlite_sql_year. */
+static int sqlite_sql_day(const char *e, char *buf, size_t len)
+{
+    return fmt(buf, len,
+               "(CASE WHEN typeof(%s) = 'text' THEN CAST(julianday(%s) AS INTEGER) "
+               "WHEN typeof(%s) IN ('integer', 'real') AND %s > 10000000 "
+               "THEN CAST(julianday(%s, 'unixepoch') AS INTEGER) "
+               "WHEN typeof(%s) IN ('integer', 'real') THEN CAST(julianday(%s) AS INTEGER) END)",
+               e, e, e, e, e, e, e);
+}
+
+static int sqlite_sql_day_year(const char *e, char *buf, size_t len)
+{
+    return fmt(buf, len, "CAST(strftime('%%Y', (%s) + 0.5) AS INTEGER)", e);
+}
+
+static int sqlite_sql_day_month(const char *e, char *buf, size_t len)
+{
+    return fmt(buf, len, "CAST(strftime('%%m', (%s) + 0.5) AS INTEGER)", e);
+}
+
 static const db_ops sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -334,6 +361,9 @@ static const db_ops sqlite_ops = {
     .sql_int_list = sqlite_sql_int_list,
     .sql_year = sqlite_sql_year,
     .sql_date_iso = sqlite_sql_date_iso,
+    .sql_day = sqlite_sql_day,
+    .sql_day_year = sqlite_sql_day_year,
+    .sql_day_month = sqlite_sql_day_month,
 };
 
 static int exec_setup(sqlite_conn *c, const char *sql)

@@ -14,13 +14,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "agent_ops.h"
 #include "commands.h"
+#include "governance/governance.h"
+#include "db_indexes.h"
 #include "sdefed/log.h"
+#include "sdefed/notify.h"
 
 #define DRAIN_MS 10000
+/* After the drain time, running queries are cancelled and reported as
+ * such; if one still has not returned this much later, the agent exits. */
+#define CANCEL_GRACE_MS 5000
 
 static void usage(FILE *f)
 {
@@ -28,7 +36,9 @@ static void usage(FILE *f)
                "       sdefed-agent --config FILE COMMAND [ARGS...]\n"
                "  -c, --config FILE    agent configuration (INI)\n"
                "      --check-config   validate the configuration and certificates, then exit\n"
-               "  -h, --help           this help\n");
+               "  -h, --help           this help\n"
+               "The daemon always runs in the foreground (systemd Type=notify, containers);\n"
+               "SIGHUP reloads, SIGTERM drains and exits, a second SIGTERM exits at once.\n");
     if (agent_commands[0].name) {
         fprintf(f, "commands:\n");
         for (const agent_command *c = agent_commands; c->name; c++)
@@ -101,7 +111,8 @@ static int load_all(const char *path, agent_cfg_ref **cfg_out, tls_ctx **tls_out
         return SDF_ECONFIG;
     }
     for (size_t i = 0; i < c->n_datasets; i++) {
-        if (access(c->datasets[i].path, R_OK) != 0) {
+        if (strcmp(c->datasets[i].backend, "sqlite") == 0 &&   /* postgres: no file */
+            access(c->datasets[i].path, R_OK) != 0) {
             snprintf(err, errlen, "%s: [dataset %s] path %s: %s", path, c->datasets[i].name,
                      c->datasets[i].path, strerror(errno));
             tls_ctx_free(t);
@@ -126,10 +137,11 @@ void agent_maybe_exit(agent *a)
 {
     if (!a->stopping || a->n_jobs > 0)
         return;
-    log_info("stopped: %llu answered, %llu refused, %llu failed",
+    log_info("stopped: %llu answered, %llu refused, %llu held, %llu failed",
              (unsigned long long)a->answered, (unsigned long long)a->refused,
-             (unsigned long long)a->failed);
+             (unsigned long long)a->held, (unsigned long long)a->failed);
     agent_link_stop(a);
+    agent_ops_stop(a);
     uv_timer_stop(&a->drain_timer);
     uv_signal_stop(&a->sig_term);
     uv_signal_stop(&a->sig_int);
@@ -144,11 +156,21 @@ void agent_maybe_exit(agent *a)
     uv_close((uv_handle_t *)&a->sig_hup, NULL);
 }
 
+static void cancel_grace_cb(uv_timer_t *t)
+{
+    agent *a = t->data;
+    log_error("%u queries did not stop within %d ms of being cancelled: exiting now", a->n_jobs,
+              CANCEL_GRACE_MS);
+    _exit(1);
+}
+
 static void drain_timeout_cb(uv_timer_t *t)
 {
     agent *a = t->data;
     log_warn("drain time exceeded: cancelling %u running queries", a->n_jobs);
+    notify_status("cancelling %u queries", a->n_jobs);
     agent_jobs_cancel_all(a);
+    uv_timer_start(&a->drain_timer, cancel_grace_cb, CANCEL_GRACE_MS, 0);
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum)
@@ -159,9 +181,22 @@ static void on_stop_signal(uv_signal_t *s, int signum)
         _exit(1);
     }
     a->stopping = true;
+    notify_send("STOPPING=1");
+    notify_status("draining %u queries", a->n_jobs);
     log_info("signal %d: draining %u queries (at most %d ms)", signum, a->n_jobs, DRAIN_MS);
     uv_timer_start(&a->drain_timer, drain_timeout_cb, DRAIN_MS, 0);
     agent_maybe_exit(a);
+}
+
+/* RELOADING=1 with the monotonic time systemd >= 253 asks for. */
+static void notify_reloading(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char msg[96];
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u);
+    notify_send(msg);
 }
 
 static void on_hup(uv_signal_t *s, int signum)
@@ -171,8 +206,12 @@ static void on_hup(uv_signal_t *s, int signum)
     agent_cfg_ref *cfg;
     tls_ctx *tls;
     char err[1024];
+    if (a->stopping)
+        return;
+    notify_reloading();
     if (load_all(a->config_path, &cfg, &tls, err, sizeof err) != 0) {
         log_error("reload failed, keeping the running configuration: %s", err);
+        notify_send("READY=1\nSTATUS=reload failed, running the previous configuration");
         return;
     }
     const agent_config *old = &a->cfg->cfg;
@@ -180,6 +219,7 @@ static void on_hup(uv_signal_t *s, int signum)
         log_error("reload failed, keeping the running configuration: site_id cannot change");
         tls_ctx_free(tls);
         agent_cfg_release(cfg);
+        notify_send("READY=1\nSTATUS=reload failed, running the previous configuration");
         return;
     }
     bool moved = strcmp(old->coordinator_host, cfg->cfg.coordinator_host) != 0 ||
@@ -189,9 +229,23 @@ static void on_hup(uv_signal_t *s, int signum)
     a->cfg = cfg;
     a->tls = tls;
     log_set_level(cfg->cfg.log_level);
-    log_info("configuration reloaded (%zu datasets)", cfg->cfg.n_datasets);
-    if (moved && a->link)
+    log_info("configuration reloaded (%zu datasets, min_cell %lld, rounding %lld, log level %d)",
+             cfg->cfg.n_datasets, (long long)cfg->cfg.policy.min_cell,
+             (long long)cfg->cfg.policy.rounding, (int)cfg->cfg.log_level);
+    agent_ops_check_expiry(a);
+    bool new_cert = agent_ops_cert_changed(&cfg->cfg);
+    if (moved && a->link) {
         conn_close(a->link, 0, "coordinator address changed");
+    } else if (new_cert && a->link) {
+        /* Present the new certificate now if nothing is in flight;
+         * otherwise it is used from the next connection on. */
+        if (a->n_jobs == 0)
+            conn_close(a->link, 0, "certificate changed: reconnecting with the new one");
+        else
+            log_info("new certificate: used from the next connection (%u queries in flight)",
+                     a->n_jobs);
+    }
+    notify_send("READY=1\nSTATUS=configuration reloaded");
 }
 
 int main(int argc, char **argv)
@@ -249,6 +303,7 @@ int main(int argc, char **argv)
     snprintf(nthreads, sizeof nthreads, "%u", cfg->max_concurrent);
     setenv("UV_THREADPOOL_SIZE", nthreads, 1);
 
+    int start_failed = 0;
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {
         log_error("cannot initialise the event loop");
@@ -272,7 +327,17 @@ int main(int argc, char **argv)
     log_info("starting: coordinator %s:%d, %zu datasets, min_cell %lld, rounding %lld",
              cfg->coordinator_host, cfg->coordinator_port, cfg->n_datasets,
              (long long)cfg->policy.min_cell, (long long)cfg->policy.rounding);
+    db_indexes_log_missing(cfg);            /* warns about indexes queries need */
     agent_link_start(&a);
+    gov_daemon_start(&a);     /* review-queue poller (agent/governance) */
+    (void)agent_ops_cert_changed(cfg);      /* remember the certificate in use */
+    if (agent_ops_start(&a) != 0) {
+        a.stopping = true;
+        agent_maybe_exit(&a);
+        start_failed = 1;
+    } else {
+        notify_send("READY=1\nSTATUS=connecting to the coordinator");
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
 
     uv_walk(&loop, close_walk_cb, NULL);
@@ -282,5 +347,5 @@ int main(int argc, char **argv)
         log_warn("event loop closed with handles open: %s", uv_strerror(rc));
     tls_ctx_free(a.tls);
     agent_cfg_release(a.cfg);
-    return 0;
+    return start_failed;
 }

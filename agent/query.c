@@ -20,6 +20,8 @@
 
 #include "query_internal.h"
 #include "disclosure/disclosure.h"
+#include "disclosure/guard.h"
+#include "disclosure/stats.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
 
@@ -82,6 +84,11 @@ static void result_clear_data(Sdefed__QueryResult *r)
     free(r->catalog);
     r->catalog = NULL;
     r->n_catalog = 0;
+    for (size_t k = 0; k < r->n_summaries; k++)   /* issue 3 */
+        sdefed__summary__free_unpacked(r->summaries[k], NULL);
+    free(r->summaries);
+    r->summaries = NULL;
+    r->n_summaries = 0;
 }
 
 static int set_policy(Sdefed__QueryResult *r, const disc_policy *p, unsigned rules)
@@ -93,9 +100,19 @@ static int set_policy(Sdefed__QueryResult *r, const disc_policy *p, unsigned rul
     r->policy->min_cell = p->min_cell;
     r->policy->rounding = p->rounding;
     r->policy->zero_is_disclosive = p->zero_is_disclosive;
+    r->policy->dominance_n = p->dominance_n;
+    r->policy->dominance_k = p->dominance_k;
+    r->policy->min_dof = p->min_dof;
+    r->policy->max_params_ratio = p->max_params_ratio;
+    r->policy->max_identical = p->max_identical;
+    r->policy->identical_window_days = p->identical_window_days;
+    r->policy->differencing = p->differencing;
+    r->policy->dp_epsilon = p->dp_epsilon;
+    r->policy->dp_budget = p->dp_budget;
 
-    const char *names[8];
+    const char *names[12];
     int n = disc_rule_names(rules, names, 8);
+    n += disc_stats_rule_names(rules, names + n, 12 - n);   /* issue 3: summary rules */
     if (n == 0)
         return 0;
     r->rules_fired = calloc((size_t)n, sizeof *r->rules_fired);
@@ -107,6 +124,20 @@ static int set_policy(Sdefed__QueryResult *r, const disc_policy *p, unsigned rul
             return SDF_ENOMEM;
         r->n_rules_fired++;
     }
+    return 0;
+}
+
+/* issue 4: the rest of the effective policy, and what repeat control and
+ * the DP ledger keyed on. Call after set_policy. */
+static int set_policy_extra(Sdefed__QueryResult *r, const disc_guard *g)
+{
+    if (!r->policy || !g->active)
+        return 0;
+    r->policy->dp_spent = g->dp_spent;
+    char *v = strdup(g->data_version);
+    if (!v)
+        return SDF_ENOMEM;
+    r->policy->data_version = v;
     return 0;
 }
 
@@ -152,6 +183,8 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
 {
     char reason[256] = "";
     disc_policy policy;
+    disc_guard guard = { 0 };   /* issue 4: cross-query rules (guard.h) */
+    int64_t *persons = NULL;
 
     Sdefed__QueryResult *r = malloc(sizeof *r);
     if (!r)
@@ -200,6 +233,26 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
     disc_policy_merge(&cfg->policy, pr ? pr->min_cell : 0, pr ? pr->rounding : 0,
                       pr ? pr->zero_is_disclosive : false, &policy);
 
+    /* issue 4: repeat control and DP budget before any data is read. */
+    if (spec->margins && policy.dp_epsilon > 0.0) {
+        snprintf(reason, sizeof reason, "margins: not available with differential privacy "
+                                        "(pool the noised cells instead)");
+        err = SDF_EREFUSED;
+        goto done;
+    }
+    err = disc_guard_begin(&guard, cfg, req,
+                           spec->dataset ? dataset_find(cfg, spec->dataset) : NULL, &policy,
+                           reason, sizeof reason);
+    if (err == SDF_ENOMEM)
+        goto nomem;
+    if (err)
+        goto done;
+    if (policy.dp_epsilon > 0.0 && spec->cohort && !guard.active) {
+        snprintf(reason, sizeof reason, "dp_budget: no state_dir to keep the epsilon ledger");
+        err = SDF_EREFUSED;
+        goto done;
+    }
+
     query_ctx q = {
         .cfg = cfg,
         .policy = &policy,
@@ -208,12 +261,15 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
         .rules = 0,
         .reason = reason,
         .reason_len = sizeof reason,
+        .want_persons = guard.active && policy.differencing,
+        .noise_key = guard.active && policy.dp_epsilon > 0.0 ? guard.noise_key : NULL,
     };
     switch (spec->kind) {
     case SDEFED__QUERY_KIND__KIND_CATALOG:
         err = run_catalog(&q, r);
         break;
     case SDEFED__QUERY_KIND__KIND_COUNT:
+    case SDEFED__QUERY_KIND__KIND_SUMMARY:   /* issue 3: query_count_run dispatches it */
         err = run_count(&q, spec, r);
         break;
     default:
@@ -221,15 +277,27 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
         err = SDF_EREFUSED;
         break;
     }
+    persons = q.persons;
+    if (err == 0 && q.want_persons && (spec->kind == SDEFED__QUERY_KIND__KIND_COUNT ||
+                                       spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY))
+        err = disc_guard_cohort(&guard, &policy, req, q.persons, q.n_persons, reason,
+                                sizeof reason);
+    free(persons);
+    persons = NULL;
     if (err == 0) {
         r->status = SDEFED__SITE_STATUS__SITE_OK;
-        if (set_policy(r, &policy, q.rules))
+        if (set_policy(r, &policy, q.rules) || set_policy_extra(r, &guard))
             goto nomem;
+        disc_guard_end(&guard);
         return r;
     }
 
 done:
     result_clear_data(r);
+    if (err == SDF_EREFUSED && guard.rules && !r->policy &&
+        (set_policy(r, &policy, guard.rules) || set_policy_extra(r, &guard)))
+        goto nomem;
+    disc_guard_end(&guard);
     switch (err) {
     case SDF_EREFUSED:
         r->status = SDEFED__SITE_STATUS__SITE_REFUSED;
@@ -254,6 +322,8 @@ done:
     return r;
 
 nomem:
+    free(persons);
+    disc_guard_end(&guard);
     query_result_free(r);
     return NULL;
 }

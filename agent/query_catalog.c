@@ -110,7 +110,7 @@ static int read_freshness(db_conn *db, char *out, size_t outlen)
     if (n < 0)
         return n;
     n = snprintf(sql, sizeof sql, "SELECT %s FROM (SELECT MAX(observation_period_end_date) "
-                                  "AS m FROM observation_period)", expr);
+                                  "AS m FROM observation_period) op", expr);
     if (n < 0 || (size_t)n >= sizeof sql)
         return SDF_EOVERFLOW;
     text_out t = { .found = false };

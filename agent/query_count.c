@@ -1,5 +1,13 @@
 /* agent/query_count.c — compile and run a `count` query over an OMOP dataset.
  *
+ * Since issue 3 the cohort itself (index event, windows, all/any/not,
+ * exclusions, value/unit filters, age/sex/observation, the planning) is
+ * compiled by query_cohort.c, and summary specs are handed to
+ * query_summary.c; what follows describes the issue-2 shape, which a plain
+ * `all` list of criteria still compiles to (with the concept sets as CTEs
+ * and the driving criterion joined from its concept set). This file keeps
+ * the domain map, the grid of counts and the cells (and issue 4's margins).
+ *
  * A count spec becomes ONE parameterised SQL statement. Table and column
  * names come only from the fixed domain map below; every concept id from
  * the spec is bound as a parameter (each criterion's list as one INT64_LIST
@@ -57,21 +65,11 @@
 #include <string.h>
 
 #include "disclosure/disclosure.h"
+#include "disclosure/secondary.h"
+#include "query_cohort.h"
+#include "query_summary.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
-
-/* Hard cap on the text of one generated statement. */
-#define COUNT_MAX_SQL ((size_t)256 << 10)
-/* spec.h limits, enforced again here (the compiler must not depend on a
- * validator having run). */
-#define COUNT_MAX_CRITERIA SPEC_MAX_CRITERIA
-#define COUNT_MAX_CONCEPTS SPEC_MAX_CONCEPTS
-#define COUNT_MAX_STRATA SPEC_MAX_STRATIFIERS
-/* Events counted per criterion when choosing the driving criterion. */
-#define COUNT_ESTIMATE_CAP 200000
-/* A non-driving criterion is checked per person (EXISTS) when it matches
- * this many times more events than the driver. */
-#define COUNT_EXISTS_RATIO 20
 
 /* ---- the fixed domain map: the only source of table/column names ---- */
 
@@ -93,89 +91,8 @@ const omop_domain query_omop_domains[] = {
 };
 const size_t query_n_omop_domains = sizeof query_omop_domains / sizeof query_omop_domains[0];
 
-typedef omop_domain domain_map;
-
-static const domain_map *domain_find(Sdefed__Domain d)
-{
-    for (size_t k = 0; k < query_n_omop_domains; k++)
-        if (query_omop_domains[k].domain == d)
-            return &query_omop_domains[k];
-    return NULL;
-}
-
-/* ---- stratifier levels: code in SQL -> label in the result ---- */
-
-typedef struct level {
-    int code;
-    const char *label;
-} level;
-
-static const level sex_levels[] = {
-    { 1, "male" }, { 2, "female" }, { 0, "unknown" },
-};
-
-static const level age_levels[] = {
-    { 0, "0-9" }, { 1, "10-19" }, { 2, "20-29" }, { 3, "30-39" }, { 4, "40-49" },
-    { 5, "50-59" }, { 6, "60-69" }, { 7, "70-79" }, { 8, "80-89" }, { 9, "90+" },
-    { -1, "unknown" },
-};
-
-typedef struct strat_def {
-    const char *name;
-    const level *levels;
-    size_t n_levels;
-} strat_def;
-
-static const strat_def strat_sex = { "sex", sex_levels, sizeof sex_levels / sizeof sex_levels[0] };
-static const strat_def strat_age = { "age_band", age_levels,
-                                     sizeof age_levels / sizeof age_levels[0] };
-
-/* ---- a capped SQL text buffer ---- */
-
-typedef struct sqlbuf {
-    char *p;
-    size_t len, cap;
-    int err;
-} sqlbuf;
-
-static void sb_add(sqlbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sqlbuf *b, const char *fmt, ...)
-{
-    if (b->err)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = b->p ? vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap) : -2;
-        va_end(ap);
-        if (n == -1) {
-            b->err = SDF_EINVAL;
-            return;
-        }
-        if (n >= 0 && (size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t need = b->len + (n > 0 ? (size_t)n : 0) + 1;
-        size_t ncap = b->cap ? b->cap * 2 : 4096;
-        while (ncap < need)
-            ncap *= 2;
-        if (ncap > COUNT_MAX_SQL) {
-            if (need > COUNT_MAX_SQL) {
-                b->err = SDF_EOVERFLOW;
-                return;
-            }
-            ncap = COUNT_MAX_SQL;
-        }
-        char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->err = SDF_ENOMEM;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
+/* Stratifier levels come from the cohort compiler (query_cohort.c). */
+typedef cohort_strat strat_def;
 
 /* ---- refusal helper ---- */
 
@@ -190,299 +107,6 @@ static int refuse(query_ctx *q, const char *fmt, ...)
     return SDF_EREFUSED;
 }
 
-/* ---- checks against the dataset ---- */
-
-static int first_row_int(void *ctx, const db_value *cols, int ncols)
-{
-    int64_t *out = ctx;
-    if (ncols >= 1 && !cols[0].is_null)
-        *out = cols[0].i;
-    return 1;   /* stop after the first row */
-}
-
-/* Run a query whose first row's first column is an int; *found says if a
- * row with a non-NULL value came back. */
-static int query_first_int(db_conn *db, const char *sql, const db_param *params,
-                           size_t nparams, int64_t *val, bool *found)
-{
-    int64_t v = INT64_MIN;
-    int err = db_query(db, sql, params, nparams, first_row_int, &v);
-    if (err)
-        return err;
-    *found = (v != INT64_MIN);
-    *val = v;
-    return 0;
-}
-
-static int check_tables(query_ctx *q, db_conn *db, const agent_dataset *ds,
-                        const Sdefed__QuerySpec *spec, bool need_person, bool need_ancestor)
-{
-    bool ex;
-    int err = db_table_exists(db, "concept", &ex);
-    if (err)
-        return err;
-    if (!ex)
-        return refuse(q, "dataset '%s' has no vocabulary (concept table)", ds->name);
-    if (need_ancestor) {
-        err = db_table_exists(db, "concept_ancestor", &ex);
-        if (err)
-            return err;
-        if (!ex)
-            return refuse(q, "dataset '%s' has no concept_ancestor table: descendants "
-                             "cannot be expanded", ds->name);
-    }
-    if (need_person) {
-        err = db_table_exists(db, "person", &ex);
-        if (err)
-            return err;
-        if (!ex)
-            return refuse(q, "dataset '%s' has no person table", ds->name);
-    }
-    for (size_t k = 0; k < spec->cohort->n_all; k++) {
-        const domain_map *dm = domain_find(spec->cohort->all[k]->domain);
-        err = db_table_exists(db, dm->table, &ex);
-        if (err)
-            return err;
-        if (!ex)
-            return refuse(q, "cohort.all[%zu]: dataset '%s' has no %s data", k, ds->name,
-                          dm->name);
-    }
-    return 0;
-}
-
-/* Refuse concept ids that are not in the concept table (ids are vocabulary
- * codes, not patient data: naming the first unknown one is fine). */
-static int check_concepts(query_ctx *q, db_conn *db, const Sdefed__QuerySpec *spec)
-{
-    char list[128];
-    char sql[512];
-    int n = db_sql_int_list(db, 1, list, sizeof list);
-    if (n < 0)
-        return n;
-    /* One unknown id is reported (the first json_each yields). */
-    n = snprintf(sql, sizeof sql,
-                 "SELECT j.value FROM (%s) j WHERE NOT EXISTS "
-                 "(SELECT 1 FROM concept c WHERE c.concept_id = j.value) LIMIT 1",
-                 list);
-    if (n < 0 || (size_t)n >= sizeof sql)
-        return SDF_EOVERFLOW;
-    for (size_t k = 0; k < spec->cohort->n_all; k++) {
-        const Sdefed__Criterion *cr = spec->cohort->all[k];
-        db_param p = { .type = DB_PARAM_INT64_LIST, .list = cr->concepts, .n = cr->n_concepts };
-        int64_t id;
-        bool found;
-        int err = query_first_int(db, sql, &p, 1, &id, &found);
-        if (err)
-            return err;
-        if (found)
-            return refuse(q, "unknown concept id %" PRId64 " in cohort.all[%zu]", id, k);
-    }
-    return 0;
-}
-
-/* ---- structural checks of the spec (no database) ---- */
-
-static int check_spec(query_ctx *q, const Sdefed__QuerySpec *spec,
-                      const strat_def **strata, size_t *n_strata, bool *need_ancestor)
-{
-    if (!spec->cohort || spec->cohort->n_all == 0)
-        return refuse(q, "cohort.all: at least one criterion is required");
-    if (spec->cohort->n_all > COUNT_MAX_CRITERIA)
-        return refuse(q, "cohort.all: more than %d criteria", COUNT_MAX_CRITERIA);
-    *need_ancestor = false;
-    for (size_t k = 0; k < spec->cohort->n_all; k++) {
-        const Sdefed__Criterion *cr = spec->cohort->all[k];
-        if (!cr)
-            return refuse(q, "cohort.all[%zu]: missing criterion", k);
-        if (!domain_find(cr->domain))
-            return refuse(q, "cohort.all[%zu].domain: unknown domain", k);
-        if (cr->n_concepts == 0)
-            return refuse(q, "cohort.all[%zu].concepts: empty", k);
-        if (cr->n_concepts > COUNT_MAX_CONCEPTS)
-            return refuse(q, "cohort.all[%zu].concepts: more than %d concepts", k,
-                          COUNT_MAX_CONCEPTS);
-        for (size_t j = 0; j < cr->n_concepts; j++)
-            if (cr->concepts[j] <= 0)
-                return refuse(q, "cohort.all[%zu].concepts[%zu]: concept ids are positive",
-                              k, j);
-        if (cr->descendants)
-            *need_ancestor = true;
-    }
-    if (spec->n_by > COUNT_MAX_STRATA)
-        return refuse(q, "by: more than %d stratifiers", COUNT_MAX_STRATA);
-    *n_strata = 0;
-    for (size_t k = 0; k < spec->n_by; k++) {
-        const strat_def *sd;
-        if (spec->by[k] == SDEFED__STRATIFIER__STRAT_SEX)
-            sd = &strat_sex;
-        else if (spec->by[k] == SDEFED__STRATIFIER__STRAT_AGE_BAND)
-            sd = &strat_age;
-        else
-            return refuse(q, "by[%zu]: unknown stratifier", k);
-        for (size_t j = 0; j < *n_strata; j++)
-            if (strata[j] == sd)
-                return refuse(q, "by[%zu]: duplicate stratifier", k);
-        strata[(*n_strata)++] = sd;
-    }
-    return 0;
-}
-
-/* ---- SQL generation ---- */
-
-/* The concept set of criterion k (0-based) whose list is parameter `param`:
- * the listed ids, plus with descendants everything below them. */
-static int add_concept_set(db_conn *db, const Sdefed__Criterion *cr, int param, sqlbuf *b)
-{
-    char ph[160];
-    int n = db_sql_int_list(db, param, ph, sizeof ph);
-    if (n < 0)
-        return n;
-    sb_add(b, "%s", ph);
-    if (cr->descendants)
-        sb_add(b, " UNION SELECT descendant_concept_id FROM concept_ancestor "
-                  "WHERE ancestor_concept_id IN (%s)", ph);
-    return b->err;
-}
-
-/* Estimate how many events criterion cr matches, capped: an index-only
- * count over its concept column (no table rows are read). Used to pick the
- * criterion that drives the cohort query. */
-static int estimate_events(db_conn *db, const Sdefed__Criterion *cr, int64_t *out)
-{
-    const domain_map *dm = domain_find(cr->domain);
-    sqlbuf b = { 0 };
-    sb_add(&b, "WITH cs(concept_id) AS (");
-    int err = add_concept_set(db, cr, 1, &b);
-    if (err) {
-        free(b.p);
-        return err;
-    }
-    sb_add(&b, ") SELECT COUNT(*) FROM (SELECT 1 FROM %s e WHERE e.%s IN "
-               "(SELECT concept_id FROM cs) LIMIT %d)",
-           dm->table, dm->concept_col, COUNT_ESTIMATE_CAP);
-    if (b.err) {
-        free(b.p);
-        return b.err;
-    }
-    db_param p = { .type = DB_PARAM_INT64_LIST, .list = cr->concepts, .n = cr->n_concepts };
-    bool found;
-    err = query_first_int(db, b.p, &p, 1, out, &found);
-    free(b.p);
-    if (!err && !found)
-        *out = 0;
-    return err;
-}
-
-/* Per-criterion event estimates (capped) and the driving criterion: the
- * one with the fewest matching events (the first wins ties). With one
- * criterion nothing is estimated. */
-static int choose_driver(db_conn *db, const Sdefed__Cohort *co, int64_t *est, size_t *driver)
-{
-    int64_t best = INT64_MAX;
-    *driver = 0;
-    for (size_t k = 0; k < co->n_all; k++)
-        est[k] = COUNT_ESTIMATE_CAP;
-    if (co->n_all < 2)
-        return 0;
-    for (size_t k = 0; k < co->n_all; k++) {
-        int err = estimate_events(db, co->all[k], &est[k]);
-        if (err)
-            return err;
-        if (est[k] < best) {
-            best = est[k];
-            *driver = k;
-        }
-    }
-    return 0;
-}
-
-/* One statement for the whole count. The driver criterion is the only one
- * whose index SQLite may use to find rows (the others are written with a
- * unary + so they are applied as filters); this keeps the plan on the
- * smallest set whatever the planner would guess about the lists. */
-static int build_sql(db_conn *db, const Sdefed__QuerySpec *spec, const strat_def **strata,
-                     size_t n_strata, const int64_t *est, size_t driver, sqlbuf *b)
-{
-    char ph[1024];
-    const Sdefed__Cohort *co = spec->cohort;
-
-    sb_add(b, "WITH ");
-    for (size_t k = 0; k < co->n_all; k++) {
-        sb_add(b, "cs%zu(concept_id) AS (", k + 1);
-        int err = add_concept_set(db, co->all[k], (int)k + 1, b);
-        if (err)
-            return err;
-        sb_add(b, "),\n");
-    }
-
-    /* idx: persons with an event of the first criterion and their earliest
-     * such event (the index date). */
-    const domain_map *d0 = domain_find(co->all[0]->domain);
-    sb_add(b, "idx(person_id, index_date) AS (SELECT e.person_id, MIN(e.%s) FROM %s e "
-              "WHERE %se.%s IN (SELECT concept_id FROM cs1)",
-           d0->date_col, d0->table, driver == 0 ? "" : "+", d0->concept_col);
-    if (driver != 0) {
-        const domain_map *dd = domain_find(co->all[driver]->domain);
-        sb_add(b, " AND e.person_id IN (SELECT d.person_id FROM %s d WHERE d.%s IN "
-                  "(SELECT concept_id FROM cs%zu))",
-               dd->table, dd->concept_col, driver + 1);
-    }
-    sb_add(b, " GROUP BY e.person_id),\n");
-
-    /* cohort: idx restricted to persons matching every other criterion.
-     * A criterion with many more events than the driver is checked per
-     * cohort person through its person_id index (EXISTS); otherwise its
-     * person set is built once and probed (IN). */
-    sb_add(b, "cohort(person_id, index_date) AS (SELECT i.person_id, i.index_date FROM idx i");
-    bool first = true;
-    for (size_t k = 1; k < co->n_all; k++) {
-        if (k == driver)
-            continue;
-        const domain_map *dm = domain_find(co->all[k]->domain);
-        if (est[driver] < est[k] / COUNT_EXISTS_RATIO)
-            sb_add(b, "%s EXISTS (SELECT 1 FROM %s f WHERE f.person_id = i.person_id AND "
-                      "+f.%s IN (SELECT concept_id FROM cs%zu))",
-                   first ? " WHERE" : "\n  AND", dm->table, dm->concept_col, k + 1);
-        else
-            sb_add(b, "%s +i.person_id IN (SELECT f.person_id FROM %s f WHERE f.%s IN "
-                      "(SELECT concept_id FROM cs%zu))",
-                   first ? " WHERE" : "\n  AND", dm->table, dm->concept_col, k + 1);
-        first = false;
-    }
-    sb_add(b, ")\n");
-
-    if (n_strata == 0) {
-        sb_add(b, "SELECT COUNT(*) FROM cohort");
-        return b->err;
-    }
-
-    /* Innermost: one row per cohort person with sex concept and age at
-     * index (computed once, so the long date expression is not repeated);
-     * middle: stratum codes; outer: the aggregate. */
-    int n = db_sql_year(db, "c.index_date", ph, sizeof ph);
-    if (n < 0)
-        return n;
-    sb_add(b, "SELECT ");
-    for (size_t k = 0; k < n_strata; k++)
-        sb_add(b, "s%zu, ", k);
-    sb_add(b, "COUNT(*) FROM (SELECT ");
-    for (size_t k = 0; k < n_strata; k++) {
-        if (k)
-            sb_add(b, ", ");
-        if (strata[k] == &strat_sex)
-            sb_add(b, "CASE g WHEN 8507 THEN 1 WHEN 8532 THEN 2 ELSE 0 END AS s%zu", k);
-        else
-            sb_add(b, "CASE WHEN age IS NULL OR age < 0 THEN -1 WHEN age >= 90 THEN 9 "
-                      "ELSE age / 10 END AS s%zu", k);
-    }
-    sb_add(b, " FROM (SELECT p.gender_concept_id AS g, (%s - CAST(p.year_of_birth AS INTEGER)) "
-              "AS age FROM cohort c LEFT JOIN person p ON p.person_id = c.person_id)) "
-              "GROUP BY ", ph);
-    for (size_t k = 0; k < n_strata; k++)
-        sb_add(b, "%ss%zu", k ? ", " : "", k);
-    return b->err;
-}
-
 /* ---- running it: rows -> grid of true counts -> disclosure -> cells ---- */
 
 typedef struct grid {
@@ -492,17 +116,6 @@ typedef struct grid {
     int64_t *counts;
 } grid;
 
-/* Index of the level with this code; NULL (unknown) maps to the last
- * level, which is "unknown" for every stratifier. */
-static int level_index(const strat_def *sd, const db_value *v)
-{
-    if (v->is_null)
-        return (int)sd->n_levels - 1;
-    for (size_t k = 0; k < sd->n_levels; k++)
-        if (sd->levels[k].code == v->i)
-            return (int)k;
-    return -1;
-}
 
 static int grid_row(void *ctx, const db_value *cols, int ncols)
 {
@@ -511,12 +124,9 @@ static int grid_row(void *ctx, const db_value *cols, int ncols)
         return SDF_EDB;
     size_t idx = 0;
     for (size_t k = 0; k < g->n_strata; k++) {
-        int li = level_index(g->strata[k], &cols[k]);
-        if (li < 0) {
-            log_warn("count query returned an unexpected stratum code");
-            return SDF_EDB;
-        }
-        idx = idx * g->strata[k]->n_levels + (size_t)li;
+        /* NULL and unmapped codes count as "unknown" (the last level) */
+        size_t li = cohort_level_index(g->strata[k], &cols[k]);
+        idx = idx * g->strata[k]->n_levels + li;
     }
     int64_t c = cols[g->n_strata].is_null ? 0 : cols[g->n_strata].i;
     if (c < 0 || idx >= g->n_cells || g->counts[idx] > INT64_MAX - c)
@@ -538,6 +148,7 @@ static Sdefed__CellStatus cell_status(disc_status s)
     switch (s) {
     case DISC_EXACT: return SDEFED__CELL_STATUS__CELL_EXACT;
     case DISC_ROUNDED: return SDEFED__CELL_STATUS__CELL_ROUNDED;
+    case DISC_NOISED: return SDEFED__CELL_STATUS__CELL_NOISED;
     default: return SDEFED__CELL_STATUS__CELL_SUPPRESSED;
     }
 }
@@ -573,7 +184,10 @@ static Sdefed__Cell *cell_make(query_ctx *q, const grid *g, size_t idx)
             goto fail;   /* free_unpacked skips NULL strings */
     }
     cell->n_strata = g->n_strata;
-    disc_value dv = disc_count(q->policy, g->counts[idx], &q->rules);
+    disc_value dv = q->noise_key && q->policy->dp_epsilon > 0.0
+                        ? disc_count_noised(q->policy, g->counts[idx], q->noise_key, idx,
+                                            &q->rules)
+                        : disc_count(q->policy, g->counts[idx], &q->rules);
     cell->value = dv.status == DISC_SUPPRESSED ? 0 : dv.value;
     cell->status = cell_status(dv.status);
     return cell;
@@ -586,71 +200,169 @@ fail:
     return NULL;
 }
 
+/* ---- issue 4: margins and the cohort's person ids ---- */
+
+/* Cells for the extended grid (cells + margins) of g, controlled by
+ * disc_table_control (primary + complementary suppression). A margin cell
+ * lists only the strata it is not a total over; the grand total has none. */
+static int cells_with_margins(query_ctx *q, const grid *g, Sdefed__Cell ***out, size_t *n_out)
+{
+    size_t levels[DISC_TABLE_MAX_DIMS];
+    if (g->n_strata == 0 || g->n_strata > DISC_TABLE_MAX_DIMS)
+        return refuse(q, "margins: needs 1..%d stratifiers", DISC_TABLE_MAX_DIMS);
+    for (size_t k = 0; k < g->n_strata; k++)
+        levels[k] = g->strata[k]->n_levels;
+    size_t n = disc_table_size(g->n_strata, levels);
+    if (n == 0)
+        return refuse(q, "margins: table too large (more than %d cells with totals)",
+                      DISC_TABLE_MAX_CELLS);
+    disc_value *dv = calloc(n, sizeof *dv);
+    Sdefed__Cell **cells = calloc(n, sizeof *cells);
+    int err = SDF_ENOMEM;
+    size_t made = 0;
+    if (!dv || !cells)
+        goto out;
+    err = disc_table_control(q->policy, g->n_strata, levels, g->counts, dv, NULL, &q->rules);
+    if (err)
+        goto out;
+    err = SDF_ENOMEM;
+    for (made = 0; made < n; made++) {
+        Sdefed__Cell *cell = malloc(sizeof *cell);
+        if (!cell)
+            goto out;
+        sdefed__cell__init(cell);
+        cells[made] = cell;
+        cell->strata = calloc(g->n_strata, sizeof *cell->strata);
+        if (!cell->strata)
+            goto out;
+        size_t rest = made, coords[DISC_TABLE_MAX_DIMS];
+        for (size_t k = g->n_strata; k-- > 0;) {
+            coords[k] = rest % (levels[k] + 1);
+            rest /= levels[k] + 1;
+        }
+        for (size_t k = 0; k < g->n_strata; k++) {
+            if (coords[k] == levels[k])
+                continue;   /* total over this stratifier */
+            Sdefed__Stratum *st = malloc(sizeof *st);
+            if (!st)
+                goto out;
+            sdefed__stratum__init(st);
+            cell->strata[cell->n_strata++] = st;
+            st->name = strdup(g->strata[k]->name);
+            st->value = strdup(g->strata[k]->levels[coords[k]].label);
+            if (!st->name || !st->value)
+                goto out;
+        }
+        cell->value = dv[made].status == DISC_SUPPRESSED ? 0 : dv[made].value;
+        cell->status = cell_status(dv[made].status);
+    }
+    *out = cells;
+    *n_out = n;
+    cells = NULL;
+    err = 0;
+out:
+    if (cells)
+        cells_free(cells, n);   /* calloc'd: unmade entries are NULL */
+    free(dv);
+    return err;
+}
+
+static int person_row(void *ctx, const db_value *cols, int ncols)
+{
+    query_ctx *q = ctx;
+    if (ncols != 1 || cols[0].is_null)
+        return SDF_EDB;
+    if (q->n_persons >= QUERY_MAX_PERSONS)
+        return SDF_EOVERFLOW;
+    /* grow by doubling; the cap above bounds it */
+    size_t n = q->n_persons;
+    if ((n & (n - 1)) == 0 && n >= 1024) {
+        int64_t *np = realloc(q->persons, 2 * n * sizeof *np);
+        if (!np)
+            return SDF_ENOMEM;
+        q->persons = np;
+    } else if (n == 0) {
+        q->persons = malloc(1024 * sizeof *q->persons);
+        if (!q->persons)
+            return SDF_ENOMEM;
+    }
+    q->persons[q->n_persons++] = cols[0].i;
+    return 0;
+}
+
+/* The cohort's distinct person ids, ascending, into q->persons: the same
+ * statement as the unstratified count, with its final aggregate replaced. */
+static int cohort_persons(query_ctx *q, db_conn *db, cohort_plan *cp)
+{
+    int err = cohort_plan_sql(db, cp, COHORT_SELECT_PERSONS);
+    if (!err) {
+        free(q->persons);
+        q->persons = NULL;
+        q->n_persons = 0;
+        err = db_query(db, cp->sql.p, cp->params, cp->n_params, person_row, q);
+        if (err) {
+            free(q->persons);
+            q->persons = NULL;
+            q->n_persons = 0;
+        }
+    }
+    return err;
+}
+
 int query_count_run(query_ctx *q, const agent_dataset *ds, const Sdefed__QuerySpec *spec,
                     Sdefed__QueryResult *res)
 {
-    const strat_def *strata[COUNT_MAX_STRATA];
-    int64_t est[COUNT_MAX_CRITERIA];
-    size_t n_strata = 0;
-    bool need_ancestor = false;
+    const strat_def *strata[SPEC_MAX_STRATIFIERS];
     db_conn *db = NULL;
-    sqlbuf sql = { 0 };
-    db_param *params = NULL;
+    cohort_plan cp;
     grid g = { 0 };
     Sdefed__Cell **cells = NULL;
     size_t n_made = 0;
 
+    if (spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY)   /* issue 3: same cohort, statistics */
+        return query_summary_run(q, ds, spec, res);
+    memset(&cp, 0, sizeof cp);
     if (strcmp(ds->type, "omop") != 0)
         return refuse(q, "dataset '%s' is not an OMOP dataset", ds->name);
-    int err = check_spec(q, spec, strata, &n_strata, &need_ancestor);
-    if (err)
-        return err;
-
-    err = db_open(ds, q->deadline_unix_ms, q->cancel, &db);
+    int err = db_open(ds, q->deadline_unix_ms, q->cancel, &db);
     if (err)
         return err == SDF_ECONFIG ? SDF_EDB : err;
-    err = check_tables(q, db, ds, spec, n_strata > 0, need_ancestor);
+    err = cohort_plan_init(q, db, ds, spec, &cp);
     if (err)
         goto out;
-    err = check_concepts(q, db, spec);
+    err = cohort_plan_sql(db, &cp, COHORT_SELECT_COUNT);
     if (err)
         goto out;
 
-    size_t driver = 0;
-    err = choose_driver(db, spec->cohort, est, &driver);
-    if (err)
-        goto out;
-    err = build_sql(db, spec, strata, n_strata, est, driver, &sql);
-    if (err)
-        goto out;
-    size_t np = spec->cohort->n_all;
-    params = calloc(np, sizeof *params);
-    if (!params) {
-        err = SDF_ENOMEM;
-        goto out;
-    }
-    for (size_t k = 0; k < np; k++) {
-        params[k].type = DB_PARAM_INT64_LIST;
-        params[k].list = spec->cohort->all[k]->concepts;
-        params[k].n = spec->cohort->all[k]->n_concepts;
-    }
-
+    for (size_t k = 0; k < cp.n_strata; k++)
+        strata[k] = &cp.strata[k];
     g.strata = strata;
-    g.n_strata = n_strata;
-    g.n_cells = 1;
-    for (size_t k = 0; k < n_strata; k++)
-        g.n_cells *= strata[k]->n_levels;
+    g.n_strata = cp.n_strata;
+    g.n_cells = cp.n_cells;
     g.counts = calloc(g.n_cells, sizeof *g.counts);
     if (!g.counts) {
         err = SDF_ENOMEM;
         goto out;
     }
     /* The SQL holds placeholders only, never values: safe to log. */
-    log_debug("count query on dataset %s: %zu criteria, %zu stratifiers: %s", ds->name, np,
-              n_strata, sql.p);
-    err = db_query(db, sql.p, params, np, grid_row, &g);
+    log_debug("count query on dataset %s: %zu parameters, %zu stratifiers: %s", ds->name,
+              cp.n_params, cp.n_strata, cp.sql.p);
+    err = db_query(db, cp.sql.p, cp.params, cp.n_params, grid_row, &g);
     if (err)
         goto out;
+    if (q->want_persons) {
+        err = cohort_persons(q, db, &cp);
+        if (err)
+            goto out;
+    }
+    if (spec->margins) {
+        size_t n_cells = 0;
+        err = cells_with_margins(q, &g, &res->cells, &n_cells);
+        if (err)
+            goto out;
+        res->n_cells = n_cells;
+        goto out;
+    }
 
     cells = calloc(g.n_cells, sizeof *cells);
     if (!cells) {
@@ -672,8 +384,7 @@ out:
     if (cells)
         cells_free(cells, n_made);
     free(g.counts);
-    free(params);
-    free(sql.p);
+    cohort_plan_free(&cp);
     db_close(db);
     return err;
 }

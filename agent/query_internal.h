@@ -28,7 +28,19 @@ typedef struct query_ctx {
     unsigned rules;                /* DISC_RULE_* bits fired so far */
     char *reason;                  /* out: refusal reason */
     size_t reason_len;
+    /* issue 4 (differencing): when want_persons is set, query_count_run
+     * also fills persons with the cohort's distinct person ids, ascending
+     * (malloc'd, the caller frees; at most QUERY_MAX_PERSONS, else
+     * SDF_EOVERFLOW). Agent-internal only: never put into a result. */
+    bool want_persons;
+    int64_t *persons;
+    size_t n_persons;
+    /* issue 4 (DP mode): 32-byte key of the deterministic noise when
+     * policy->dp_epsilon > 0 (disc_count_noised), else NULL. */
+    const unsigned char *noise_key;
 } query_ctx;
+
+#define QUERY_MAX_PERSONS ((size_t)20000000)
 
 /* The fixed OMOP domain map (query_count.c): the ONLY source of table and
  * column names in generated SQL. */

@@ -43,6 +43,8 @@ typedef struct site_state {
     Sdefed__DatasetInfo **datasets;  /* from the agent's Hello (owned) */
     size_t n_datasets;
     char address[64];
+    uint64_t n_results[8];       /* results received, by Sdefed__SiteStatus (metrics) */
+    uint64_t n_connects;         /* accepted Hellos (metrics) */
 } site_state;
 
 struct coord {
@@ -59,6 +61,16 @@ struct coord {
     site_state *sites;           /* cfg.n_sites entries */
     pending_query *queries;      /* in flight */
     store *st;
+
+    /* operations (coord_ops.c, metrics.c, reload.c) */
+    uv_signal_t sig_hup;
+    uv_timer_t drain_timer;      /* SIGTERM: polls until queries finish or the bound */
+    uint64_t drain_started_ms;
+    uint64_t started_ms;
+    struct coord_ops *ops;       /* status socket + metrics listener (coord_ops.c) */
+    uint64_t n_submitted;        /* Submit messages received */
+    uint64_t n_refused_peers;    /* connections refused at Hello */
+    uint64_t n_reloads, n_reload_failures;
 };
 
 /* peers.c */
@@ -79,5 +91,30 @@ void dispatch_site_lost(coord *co, size_t site_index);
 void dispatch_analyst_lost(coord *co, peer *analyst);
 /* Shutdown: finish every pending query now (remaining sites: "coordinator shutting down"). */
 void dispatch_abort_all(coord *co);
+/* Number of queries in flight. */
+size_t dispatch_in_flight(const coord *co);
+/* The site registry was reloaded: map[old index] is the new index, or
+ * SIZE_MAX for a site that was removed (its slot is left out of pending
+ * results). co->cfg is already the new config; old_cfg names old sites. */
+void dispatch_sites_remapped(coord *co, const size_t *map, size_t n_old,
+                             const coord_config *old_cfg);
+
+/* reload.c: SIGHUP. Load config + certificates into fresh structures and
+ * swap them in; on any failure log why and keep everything running as it
+ * was. Sites removed from [sites] and analysts removed from [analysts] are
+ * disconnected; a changed pin applies from a peer's next connection.
+ * listen, store, metrics_listen and status_socket need a restart.
+ * Returns 0 or the SDF_E* code of the failure. */
+int coord_reload(coord *co);
+
+/* coord_ops.c: status socket + metrics listener + daily certificate expiry
+ * check. Start returns 0 or SDF_E* (logged). Stop is idempotent. */
+int coord_ops_start(coord *co);
+void coord_ops_stop(coord *co);
+/* Free what coord_ops_start allocated, once the loop has closed every handle. */
+void coord_ops_free(coord *co);
+void coord_ops_check_expiry(const coord *co);
+/* `sdefed-coordinator --config FILE status [--json]`; exit status. */
+int coord_ops_status_command(const coord_config *cfg, int argc, char **argv);
 
 #endif

@@ -36,6 +36,13 @@ static const conf_key coord_keys[] = {
     K("coordinator", "max_frame_bytes", CONF_SIZE, max_frame, "4194304", 65536, 268435456,
       false),
     K("coordinator", "log_level", CONF_LOGLEVEL, log_level, "info", 0, 0, false),
+    K("coordinator", "status_socket", CONF_PATH, status_socket, NULL, 0, 0, false),
+    { "coordinator", "metrics_listen", CONF_HOSTPORT, offsetof(coord_config, metrics_host),
+      sizeof(((coord_config *)0)->metrics_host), NULL, 0, 0, false,
+      offsetof(coord_config, metrics_port) },
+    K("coordinator", "drain_timeout_seconds", CONF_SECONDS_MS, drain_timeout_ms, "30", 0, 3600,
+      false),
+    K("coordinator", "cert_expiry_warn_days", CONF_UINT, cert_warn_days, "30", 0, 3650, false),
 };
 
 static bool valid_fingerprint(const char *s)
@@ -117,6 +124,17 @@ int coord_config_load(const char *path, coord_config *out, char *err, size_t err
         if (coord_config_analyst(out, out->sites[i].id)) {
             snprintf(err, errlen, "%s: '%s' is registered as both a site and an analyst", path,
                      out->sites[i].id);
+            return SDF_ECONFIG;
+        }
+    }
+    if (!out->status_socket[0]) {
+        /* Default: next to the store, in the coordinator's state directory. */
+        const char *slash = strrchr(out->store, '/');
+        int dlen = slash ? (int)(slash - out->store) : 1;
+        int n = snprintf(out->status_socket, sizeof out->status_socket, "%.*s/coordinator.sock",
+                         dlen, slash ? out->store : ".");
+        if (n < 0 || (size_t)n >= sizeof out->status_socket) {
+            snprintf(err, errlen, "%s: status_socket path too long", path);
             return SDF_ECONFIG;
         }
     }

@@ -12,6 +12,11 @@
  *   heartbeat_timeout_seconds = 30    ; an agent silent this long is dropped as offline
  *   max_frame_bytes = 4194304
  *   log_level = info
+ *   crl = /etc/sdefed/ca.crl          ; optional revocation list (deploy/pki crl)
+ *   status_socket =                   ; default: coordinator.sock next to `store`
+ *   metrics_listen = 127.0.0.1:9464   ; optional Prometheus listener (plain HTTP)
+ *   drain_timeout_seconds = 30        ; SIGTERM: how long in-flight queries may finish
+ *   cert_expiry_warn_days = 30        ; log + status warn this long before cert/CA expiry
  *
  *   [sites]                           ; registry: one key per site; id = certificate CN
  *   site-a =                          ; value: optional SHA-256 pin of the site's certificate
@@ -58,6 +63,11 @@ typedef struct coord_config {
     size_t n_sites;
     coord_principal *analysts;   /* owned */
     size_t n_analysts;
+    char status_socket[PATH_MAX];
+    char metrics_host[256];      /* "" = no metrics listener */
+    int metrics_port;
+    unsigned drain_timeout_ms;
+    unsigned cert_warn_days;
 } coord_config;
 
 /* Load into *out. Returns 0 or SDF_ECONFIG with "FILE:LINE: reason". The

@@ -126,6 +126,8 @@ static void finish(pending_query *q)
                 sr->catalog = s->res->catalog;
                 sr->n_rules_fired = s->res->n_rules_fired;
                 sr->rules_fired = s->res->rules_fired;
+                sr->n_summaries = s->res->n_summaries;   /* summary kind (issue 3) */
+                sr->summaries = s->res->summaries;
             }
             if (s->res)
                 sr->policy = s->res->policy;
@@ -248,6 +250,12 @@ void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed
         peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC, err);
         return;
     }
+    if ((sub->protocol_signature.len != 0 && sub->protocol_signature.len != 64) ||
+        (sub->protocol_key_id && strlen(sub->protocol_key_id) > 64)) {
+        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC,
+                        "signed protocol: signature must be 64 bytes, key id at most 64 characters");
+        return;
+    }
     if (co->cfg.n_sites == 0) {
         peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_UNAVAILABLE,
                         "no sites are registered");
@@ -317,6 +325,9 @@ void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed
     req.requester = q->requester;
     req.deadline_unix_ms = q->submitted_ms + timeout;
     req.spec = q->spec;
+    /* A signed protocol travels as is; each agent verifies it itself. */
+    req.protocol_signature = sub->protocol_signature;
+    req.protocol_key_id = sub->protocol_key_id;
     Sdefed__Envelope env = SDEFED__ENVELOPE__INIT;
     env.body_case = SDEFED__ENVELOPE__BODY_QUERY_REQUEST;
     env.query_request = &req;
@@ -345,6 +356,127 @@ void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed
     uv_timer_start(&q->timer, deadline_cb, timeout + DEADLINE_GRACE_MS, 0);
 }
 
+/* Put res (status OK or REFUSED) into a site result that said HELD: move
+ * its contents over. Returns false when sr was not held or res is not an
+ * allowed outcome. */
+static bool late_apply(Sdefed__SiteResult *sr, Sdefed__QueryResult *res)
+{
+    if (sr->status != SDEFED__SITE_STATUS__SITE_HELD ||
+        (res->status != SDEFED__SITE_STATUS__SITE_OK &&
+         res->status != SDEFED__SITE_STATUS__SITE_REFUSED))
+        return false;
+    char *reason = strdup(res->reason ? res->reason : "");
+    if (!reason)
+        return false;
+    /* sr came from protobuf unpack (the store): free what it held. */
+    for (size_t k = 0; k < sr->n_cells; k++)
+        sdefed__cell__free_unpacked(sr->cells[k], NULL);
+    free(sr->cells);
+    for (size_t k = 0; k < sr->n_catalog; k++)
+        sdefed__dataset_info__free_unpacked(sr->catalog[k], NULL);
+    free(sr->catalog);
+    for (size_t k = 0; k < sr->n_rules_fired; k++)
+        free(sr->rules_fired[k]);
+    free(sr->rules_fired);
+    if (sr->policy)
+        sdefed__policy_applied__free_unpacked(sr->policy, NULL);
+    for (size_t k = 0; k < sr->n_summaries; k++)
+        sdefed__summary__free_unpacked(sr->summaries[k], NULL);
+    free(sr->summaries);
+    if (sr->reason && sr->reason != protobuf_c_empty_string)
+        free(sr->reason);
+    sr->status = res->status;
+    sr->reason = reason;
+    sr->n_cells = res->n_cells;
+    sr->cells = res->cells;
+    sr->n_catalog = res->n_catalog;
+    sr->catalog = res->catalog;
+    sr->n_rules_fired = res->n_rules_fired;
+    sr->rules_fired = res->rules_fired;
+    sr->policy = res->policy;
+    sr->n_summaries = res->n_summaries;
+    sr->summaries = res->summaries;
+    res->n_summaries = 0;
+    res->summaries = NULL;
+    res->n_cells = res->n_catalog = res->n_rules_fired = 0;
+    res->cells = NULL;
+    res->catalog = NULL;
+    res->rules_fired = NULL;
+    res->policy = NULL;
+    return true;
+}
+
+/* A result arriving after its query finished: the outcome of a result the
+ * site held for review (approved: the result; rejected or expired: a
+ * refusal). Only a site whose stored status is `held` may change it, and
+ * only to ok or refused; the stored federated result is then re-pooled and
+ * stored again, so `sdefed results QUERY_ID` shows it. Takes res. */
+static void dispatch_late_result(coord *co, size_t site_index, Sdefed__QueryResult *res)
+{
+    const char *qid = res->query_id ? res->query_id : "";
+    const char *site = co->cfg.sites[site_index].id;
+    /* Still in flight (another site is slow): update the slot. */
+    for (pending_query *q = co->queries; q; q = q->next) {
+        if (q->finished || strcmp(q->query_id, qid) != 0)
+            continue;
+        for (size_t i = 0; i < q->n_slots; i++) {
+            site_slot *s = &q->slots[i];
+            if (s->site_index != site_index || s->pending ||
+                s->status != SDEFED__SITE_STATUS__SITE_HELD ||
+                (res->status != SDEFED__SITE_STATUS__SITE_OK &&
+                 res->status != SDEFED__SITE_STATUS__SITE_REFUSED))
+                continue;
+            log_info("query %s: site %s released its held result (%s)", qid, site,
+                     spec_site_status_name(res->status));
+            slot_set(s, res->status, res->reason);
+            if (s->res)
+                sdefed__query_result__free_unpacked(s->res, NULL);
+            s->res = res;
+            return;
+        }
+        break;
+    }
+    Sdefed__FederatedResult *r = NULL;
+    int rc = qid[0] ? store_query_load(co->st, qid, &r) : SDF_ENOTFOUND;
+    bool applied = false;
+    if (rc == 0) {
+        for (size_t i = 0; i < r->n_sites; i++) {
+            Sdefed__SiteResult *sr = r->sites[i];
+            if (sr->site && strcmp(sr->site, site) == 0) {
+                applied = late_apply(sr, res);
+                break;
+            }
+        }
+    }
+    if (!applied) {
+        log_debug("dropping result for %s from site %s: no pending or held query", qid, site);
+        if (r)
+            sdefed__federated_result__free_unpacked(r, NULL);
+        sdefed__query_result__free_unpacked(res, NULL);
+        return;
+    }
+    for (size_t k = 0; k < r->n_pooled; k++)
+        sdefed__pooled_cell__free_unpacked(r->pooled[k], NULL);
+    free(r->pooled);
+    r->pooled = NULL;
+    r->n_pooled = 0;
+    for (size_t k = 0; k < r->n_pooled_summaries; k++)   /* issue 3: re-pooled too */
+        sdefed__summary__free_unpacked(r->pooled_summaries[k], NULL);
+    free(r->pooled_summaries);
+    r->pooled_summaries = NULL;
+    r->n_pooled_summaries = 0;
+    if (pool_result(r) != 0)
+        log_error("query %s: out of memory while re-pooling", qid);
+    if (store_query_finish(co->st, r, coord_now_ms()) != 0)
+        log_error("query %s: updated result not stored", qid);
+    else
+        log_info("query %s: site %s released its held result (%s); stored result updated", qid,
+                 site, spec_site_status_name(res->status));
+    pool_free_cells(r);
+    sdefed__federated_result__free_unpacked(r, NULL);
+    sdefed__query_result__free_unpacked(res, NULL);
+}
+
 void dispatch_result(coord *co, size_t site_index, Sdefed__QueryResult *res)
 {
     const char *qid = res->query_id ? res->query_id : "";
@@ -358,7 +490,8 @@ void dispatch_result(coord *co, size_t site_index, Sdefed__QueryResult *res)
             /* Only the statuses an agent may report are accepted. */
             Sdefed__SiteStatus st = res->status;
             if (st != SDEFED__SITE_STATUS__SITE_OK && st != SDEFED__SITE_STATUS__SITE_REFUSED &&
-                st != SDEFED__SITE_STATUS__SITE_TIMEOUT && st != SDEFED__SITE_STATUS__SITE_ERROR)
+                st != SDEFED__SITE_STATUS__SITE_TIMEOUT && st != SDEFED__SITE_STATUS__SITE_ERROR &&
+                st != SDEFED__SITE_STATUS__SITE_HELD)
                 st = SDEFED__SITE_STATUS__SITE_ERROR;
             slot_set(s, st, res->reason);
             s->res = res;
@@ -368,10 +501,8 @@ void dispatch_result(coord *co, size_t site_index, Sdefed__QueryResult *res)
         }
         break;
     }
-    /* Late (after the deadline) or unknown: nothing waits for it. */
-    log_debug("dropping result for %s from site %s: no pending query", qid,
-              co->cfg.sites[site_index].id);
-    sdefed__query_result__free_unpacked(res, NULL);
+    /* Late: maybe the outcome of a result this site held for review. */
+    dispatch_late_result(co, site_index, res);
 }
 
 void dispatch_site_lost(coord *co, size_t site_index)
@@ -410,5 +541,43 @@ void dispatch_abort_all(coord *co)
                          "coordinator shutting down");
         q->n_pending = 0;
         finish(q);
+    }
+}
+
+size_t dispatch_in_flight(const coord *co)
+{
+    size_t n = 0;
+    for (const pending_query *q = co->queries; q; q = q->next)
+        n += !q->finished;
+    return n;
+}
+
+void dispatch_sites_remapped(coord *co, const size_t *map, size_t n_old,
+                             const coord_config *old_cfg)
+{
+    pending_query *next;
+    for (pending_query *q = co->queries; q; q = next) {
+        next = q->next;
+        if (q->finished)
+            continue;
+        size_t kept = 0;
+        for (size_t i = 0; i < q->n_slots; i++) {
+            site_slot s = q->slots[i];
+            size_t to = s.site_index < n_old ? map[s.site_index] : SIZE_MAX;
+            if (to == SIZE_MAX) {
+                log_warn("query %s: site %s was removed from the registry; it is left out of "
+                         "the result", q->query_id,
+                         s.site_index < old_cfg->n_sites ? old_cfg->sites[s.site_index].id : "?");
+                if (s.pending)
+                    q->n_pending--;
+                if (s.res)
+                    sdefed__query_result__free_unpacked(s.res, NULL);
+                continue;
+            }
+            s.site_index = to;
+            q->slots[kept++] = s;
+        }
+        q->n_slots = kept;
+        maybe_finish(q);
     }
 }

@@ -89,6 +89,7 @@ static void remember_datasets(site_state *s, const Sdefed__Hello *h)
 static void refuse(peer *p, Sdefed__ErrorCode code, const char *why)
 {
     log_warn("refusing %s (%s): %s", conn_peer_cn(p->c), conn_peer_addr(p->c), why);
+    p->co->n_refused_peers++;
     conn_refuse(p->c, code, why);
 }
 
@@ -139,6 +140,7 @@ static void handle_hello(peer *p, const Sdefed__Hello *h)
         p->site_index = idx;
         s->link = p;
         s->last_seen_ms = coord_now_ms();
+        s->n_connects++;
         snprintf(s->address, sizeof s->address, "%s", conn_peer_addr(p->c));
         remember_datasets(s, h);
         log_info("site %s online from %s (%s, %zu datasets)", cn, s->address,
@@ -260,6 +262,7 @@ static void on_message(conn *c, Sdefed__Envelope *env)
         }
         case SDEFED__ENVELOPE__BODY_QUERY_RESULT: {
             Sdefed__QueryResult *res = env->query_result;
+            s->n_results[(unsigned)res->status < 8 ? (unsigned)res->status : 7]++;
             env->query_result = NULL;
             env->body_case = SDEFED__ENVELOPE__BODY__NOT_SET;
             dispatch_result(co, p->site_index, res);
@@ -277,6 +280,7 @@ static void on_message(conn *c, Sdefed__Envelope *env)
 
     switch (env->body_case) {        /* analyst */
     case SDEFED__ENVELOPE__BODY_SUBMIT:
+        co->n_submitted++;
         dispatch_submit(co, p, env->request_id, env->submit);
         break;
     case SDEFED__ENVELOPE__BODY_SITES_REQUEST:

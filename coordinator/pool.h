@@ -20,6 +20,22 @@
 int pool_result(Sdefed__FederatedResult *r) SDF_MUSTCHECK;
 void pool_free_cells(Sdefed__FederatedResult *r);
 
+/* Summary kind (issue 3), called by pool_result: r->pooled_summaries gets
+ * one Summary per stratum any ok site reported, with
+ *   n     = sum of the released n (status as for counts; partial when some
+ *           site suppressed that stratum's n);
+ *   mean  = sum(n_i * mean_i) / sum(n_i) over sites that released both;
+ *   sd    = sqrt((sum((n_i - 1) sd_i^2) + sum(n_i (mean_i - mean)^2)) / (N - 1))
+ *           over sites that released n, mean and sd (the exact pooled
+ *           variance when the n_i are exact; with rounded n_i it is an
+ *           approximation, so status "rounded");
+ *   partial = some site's stratum was (partly) suppressed: the pooled
+ *           numbers cover the other sites only;  sites = contributors.
+ * Quantiles are not pooled (per-site quantiles do not combine exactly and
+ * sites release no histograms). Freed by pool_free_cells(). Returns 0 or
+ * SDF_ENOMEM. */
+int pool_summaries(Sdefed__FederatedResult *r) SDF_MUSTCHECK;
+
 /* A stable text key for a cell's strata ("sex=female|age_band=40-49"),
  * written into buf. Returns 0 or SDF_EOVERFLOW. */
 int pool_strata_key(const Sdefed__Cell *c, char *buf, size_t len);

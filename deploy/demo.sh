@@ -70,6 +70,14 @@ heading "Type 2 diabetes (condition 201826 and descendants) by sex and age band"
     "sdefed query deploy/examples/count-t2dm-by-sex-age.json"
 "$SDEFED" --config "$CONF" query "$EXAMPLES/count-t2dm-by-sex-age.json" --format table
 
+# issue 3: the cohort language (index event, windows, not) and the summary kind
+heading "GI bleed within a year after a first NSAID (none in the year before), by sex and 20-year age band" \
+    "sdefed query deploy/examples/count-gi-bleed-after-nsaid.json"
+"$SDEFED" --config "$CONF" query "$EXAMPLES/count-gi-bleed-after-nsaid.json" --format table
+heading "HbA1c (latest within a year of a T2DM diagnosis): n, mean, sd, quartiles by sex" \
+    "sdefed query deploy/examples/summary-hba1c-by-sex.json"
+"$SDEFED" --config "$CONF" query "$EXAMPLES/summary-hba1c-by-sex.json" --format table
+
 printf '\nCounts 1..9 are suppressed at each site and every other count is rounded to\n'
 printf 'the nearest 5 before it leaves the site; a pooled value marked as a lower\n'
 printf 'bound includes a site whose cell was suppressed.\n\n'

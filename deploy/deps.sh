@@ -9,7 +9,7 @@ set -eu
 
 PKGS="build-essential pkg-config libuv1-dev libssl-dev openssl libprotobuf-c-dev \
 protobuf-c-compiler libsqlite3-dev sqlite3 libpq-dev libjansson-dev libinih-dev \
-libcmocka-dev python3 xz-utils"
+libcmocka-dev python3 xz-utils postgresql postgresql-contrib"
 for group in "$@"; do
     case "$group" in
     fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;

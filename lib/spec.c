@@ -18,7 +18,8 @@
  * print on a terminal.
  *
  * Canonical form (spec_to_json and, equally, spec_parse_json's result):
- *   - fields in the fixed order kind, project, dataset, cohort, by, policy;
+ *   - fields in the fixed order kind, project, dataset, cohort, by, margins
+ *     (issue 4; emitted only when true), policy;
  *     inside a criterion: domain, concepts, descendants; inside policy:
  *     min_cell, rounding, zero_is_disclosive;
  *   - fields holding their default are omitted: dataset "" , cohort without
@@ -35,6 +36,7 @@
  */
 #include "sdefed/spec.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,6 +53,7 @@
 static const char *const kind_names[] = {
     [SDEFED__QUERY_KIND__KIND_CATALOG] = "catalog",
     [SDEFED__QUERY_KIND__KIND_COUNT] = "count",
+    [SDEFED__QUERY_KIND__KIND_SUMMARY] = "summary",
 };
 static const char *const domain_names[] = {
     [SDEFED__DOMAIN__DOMAIN_CONDITION] = "condition",
@@ -60,10 +63,26 @@ static const char *const domain_names[] = {
     [SDEFED__DOMAIN__DOMAIN_MEASUREMENT] = "measurement",
     [SDEFED__DOMAIN__DOMAIN_OBSERVATION] = "observation",
     [SDEFED__DOMAIN__DOMAIN_VISIT] = "visit",
+    [SDEFED__DOMAIN__DOMAIN_DEATH] = "death",
 };
 static const char *const strat_names[] = {
     [SDEFED__STRATIFIER__STRAT_SEX] = "sex",
     [SDEFED__STRATIFIER__STRAT_AGE_BAND] = "age_band",
+    [SDEFED__STRATIFIER__STRAT_YEAR] = "year",
+    [SDEFED__STRATIFIER__STRAT_QUARTER] = "quarter",
+    [SDEFED__STRATIFIER__STRAT_RACE] = "race",
+    [SDEFED__STRATIFIER__STRAT_ETHNICITY] = "ethnicity",
+    [SDEFED__STRATIFIER__STRAT_CARE_SITE] = "care_site",
+};
+/* Cohort language (issue 3). */
+static const char *const sex_names[] = {
+    [SDEFED__SEX__SEX_MALE] = "male",
+    [SDEFED__SEX__SEX_FEMALE] = "female",
+    [SDEFED__SEX__SEX_UNKNOWN] = "unknown",
+};
+static const char *const summary_of_names[] = {
+    [SDEFED__SUMMARY_OF__SUMMARY_MEASUREMENT] = "measurement",
+    [SDEFED__SUMMARY_OF__SUMMARY_AGE] = "age",
 };
 static const char *const cell_status_names[] = {
     [SDEFED__CELL_STATUS__CELL_EXACT] = "exact",
@@ -77,6 +96,7 @@ static const char *const site_status_names[] = {
     [SDEFED__SITE_STATUS__SITE_TIMEOUT] = "timeout",
     [SDEFED__SITE_STATUS__SITE_REFUSED] = "refused",
     [SDEFED__SITE_STATUS__SITE_ERROR] = "error",
+    [SDEFED__SITE_STATUS__SITE_HELD] = "held",
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -282,7 +302,43 @@ static void sort_unique(int64_t *v, size_t *n)
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
 
-static int validate_criterion(const Sdefed__Criterion *c, struct path *p, char *err, size_t errlen)
+/* A list of concept ids: at most max, each 1..CONCEPT_MAX. */
+static int check_ids(const int64_t *v, size_t n, size_t max, struct path *p, char *err,
+                     size_t errlen)
+{
+    if (n > max)
+        return fail(err, errlen, p, "more than %zu concepts", max);
+    if (n > 0 && !v)
+        return fail(err, errlen, p, "missing");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < 1 || v[i] > CONCEPT_MAX) {
+            path_push_index(p, i);
+            return fail(err, errlen, p, "concept id must be 1..%d", CONCEPT_MAX);
+        }
+    }
+    return 0;
+}
+
+static bool has_values(Sdefed__Domain d)
+{
+    return d == SDEFED__DOMAIN__DOMAIN_MEASUREMENT || d == SDEFED__DOMAIN__DOMAIN_OBSERVATION;
+}
+
+static int check_window(const Sdefed__Window *w, struct path *p, char *err, size_t errlen)
+{
+    if (w->start_days < -SPEC_MAX_DAYS || w->start_days > SPEC_MAX_DAYS ||
+        w->end_days < -SPEC_MAX_DAYS || w->end_days > SPEC_MAX_DAYS)
+        return fail(err, errlen, p, "days must be within -%d..%d", SPEC_MAX_DAYS, SPEC_MAX_DAYS);
+    if (w->start_days > w->end_days)
+        return fail(err, errlen, p, "start_days (%d) is after end_days (%d)",
+                    (int)w->start_days, (int)w->end_days);
+    return 0;
+}
+
+/* One criterion. `is_index`: the cohort's index criterion (no window, no
+ * first_only). *windowed is set when the criterion has a window. */
+static int validate_criterion_ex(const Sdefed__Criterion *c, bool is_index, bool *windowed,
+                                 struct path *p, char *err, size_t errlen)
 {
     size_t old;
     int rc = 0;
@@ -297,18 +353,277 @@ static int validate_criterion(const Sdefed__Criterion *c, struct path *p, char *
         return rc;
 
     old = path_push_key(p, "concepts");
-    if (c->n_concepts == 0)
+    if (c->n_concepts == 0 && c->domain != SDEFED__DOMAIN__DOMAIN_DEATH)
         rc = fail(err, errlen, p, "must not be empty");
-    else if (c->n_concepts > SPEC_MAX_CONCEPTS)
-        rc = fail(err, errlen, p, "more than %d concepts", SPEC_MAX_CONCEPTS);
-    else if (!c->concepts)
-        rc = fail(err, errlen, p, "missing");
-    for (size_t i = 0; rc == 0 && i < c->n_concepts; i++) {
-        if (c->concepts[i] < 1 || c->concepts[i] > CONCEPT_MAX) {
-            path_push_index(p, i);
-            rc = fail(err, errlen, p, "concept id must be 1..%d", CONCEPT_MAX);
-        }
+    else
+        rc = check_ids(c->concepts, c->n_concepts, SPEC_MAX_CONCEPTS, p, err, errlen);
+    path_pop(p, old);
+    if (rc)
+        return rc;
+
+    old = path_push_key(p, "exclude");
+    rc = check_ids(c->exclude, c->n_exclude, SPEC_MAX_CONCEPTS, p, err, errlen);
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    if (c->exclude_descendants && c->n_exclude == 0) {
+        old = path_push_key(p, "exclude_descendants");
+        rc = fail(err, errlen, p, "needs a non-empty exclude");
+        path_pop(p, old);
+        return rc;
     }
+
+    if (c->window) {
+        old = path_push_key(p, "window");
+        rc = is_index ? fail(err, errlen, p, "not allowed on the index (it is the reference)")
+                      : check_window(c->window, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        if (windowed)
+            *windowed = true;
+    }
+    if (c->first_only && is_index) {
+        old = path_push_key(p, "first_only");
+        rc = fail(err, errlen, p, "not allowed on the index (use \"event\": \"first\")");
+        path_pop(p, old);
+        return rc;
+    }
+
+    if (c->value) {
+        const Sdefed__ValueRange *v = c->value;
+        old = path_push_key(p, "value");
+        if (!has_values(c->domain))
+            rc = fail(err, errlen, p, "only for measurement and observation");
+        else if (!v->has_min && !v->has_max)
+            rc = fail(err, errlen, p, "needs min or max");
+        else if ((v->has_min && !isfinite(v->min)) || (v->has_max && !isfinite(v->max)))
+            rc = fail(err, errlen, p, "min and max must be finite numbers");
+        else if (v->has_min && v->has_max && v->min > v->max)
+            rc = fail(err, errlen, p, "min is greater than max");
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    old = path_push_key(p, "units");
+    if (c->n_units > 0 && !has_values(c->domain))
+        rc = fail(err, errlen, p, "only for measurement and observation");
+    else
+        rc = check_ids(c->units, c->n_units, SPEC_MAX_UNITS, p, err, errlen);
+    path_pop(p, old);
+    return rc;
+}
+
+/* The flat expression tree: iterative, so no input can make it recurse.
+ * Children come after their group (index > group's), every node but the
+ * root has exactly one parent, groups nest at most SPEC_MAX_DEPTH deep. */
+static int validate_nodes(const Sdefed__Cohort *co, size_t *n_crit, bool *windowed,
+                          struct path *p, char *err, size_t errlen)
+{
+    unsigned char depth[SPEC_MAX_NODES];
+    unsigned char parents[SPEC_MAX_NODES];
+    size_t n = co->n_nodes;
+    int rc = 0;
+
+    if (n > SPEC_MAX_NODES)
+        return fail(err, errlen, p, "more than %d criteria and groups", SPEC_MAX_NODES);
+    if (!co->nodes)
+        return fail(err, errlen, p, "missing");
+    memset(depth, 0, sizeof depth);
+    memset(parents, 0, sizeof parents);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const Sdefed__CohortNode *nd = co->nodes[i];
+        size_t old = path_push_index(p, i);
+        if (!nd) {
+            rc = fail(err, errlen, p, "missing node");
+        } else if (i > 0 && parents[i] != 1) {
+            rc = fail(err, errlen, p, "must be the child of exactly one group");
+        } else if (nd->op == SDEFED__NODE_OP__NODE_CRITERION) {
+            if (nd->n_children)
+                rc = fail(err, errlen, p, "a criterion has no children");
+            else {
+                size_t o2 = path_push_key(p, "criterion");
+                rc = validate_criterion_ex(nd->criterion, false, windowed, p, err, errlen);
+                path_pop(p, o2);
+                (*n_crit)++;
+            }
+        } else if (nd->op == SDEFED__NODE_OP__NODE_ALL || nd->op == SDEFED__NODE_OP__NODE_ANY ||
+                   nd->op == SDEFED__NODE_OP__NODE_NOT) {
+            if (nd->criterion)
+                rc = fail(err, errlen, p, "a group has no criterion of its own");
+            else if (nd->n_children == 0 || !nd->children)
+                rc = fail(err, errlen, p, "empty group");
+            else if (nd->op == SDEFED__NODE_OP__NODE_NOT && nd->n_children != 1)
+                rc = fail(err, errlen, p, "not takes exactly one criterion or group");
+            else if (depth[i] + 1 > SPEC_MAX_DEPTH)
+                rc = fail(err, errlen, p, "groups nested more than %d deep", SPEC_MAX_DEPTH);
+            for (size_t k = 0; rc == 0 && k < nd->n_children; k++) {
+                uint32_t c = nd->children[k];
+                if (c <= i || c >= n) {
+                    rc = fail(err, errlen, p, "child %u out of order or range", (unsigned)c);
+                } else {
+                    if (parents[c] < 2)
+                        parents[c]++;
+                    depth[c] = (unsigned char)(depth[i] + 1);
+                }
+            }
+        } else {
+            rc = fail(err, errlen, p, "unknown node op %d", (int)nd->op);
+        }
+        path_pop(p, old);
+    }
+    if (rc == 0 && *n_crit > SPEC_MAX_CRITERIA)
+        rc = fail(err, errlen, p, "more than %d criteria", SPEC_MAX_CRITERIA);
+    return rc;
+}
+
+/* The cohort: expression (`all` or `nodes`, not both; either may be empty
+ * when an index is given), index, age, sex, observation. *explicit_index /
+ * *any_index say whether index-relative features can be used. */
+static int validate_cohort(const Sdefed__Cohort *co, bool *explicit_index, bool *any_index,
+                           struct path *p, char *err, size_t errlen)
+{
+    size_t old;
+    int rc = 0;
+    bool windowed = false;
+    size_t n_crit = 0;
+
+    *explicit_index = co->index != NULL;
+    *any_index = co->index != NULL || co->n_all > 0;
+    if (co->n_all > 0 && co->n_nodes > 0)
+        return fail(err, errlen, p, "all and nodes are exclusive");
+    if (co->n_all == 0 && co->n_nodes == 0 && !co->index) {
+        old = path_push_key(p, "all");
+        rc = fail(err, errlen, p, "must have at least one criterion");
+        path_pop(p, old);
+        return rc;
+    }
+    if (co->index) {
+        old = path_push_key(p, "index");
+        rc = validate_criterion_ex(co->index, true, NULL, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    if (co->index_event != SDEFED__INDEX_EVENT__INDEX_FIRST &&
+        co->index_event != SDEFED__INDEX_EVENT__INDEX_ALL)
+        return fail(err, errlen, p, "unknown index event value %d", (int)co->index_event);
+    if (co->index_event == SDEFED__INDEX_EVENT__INDEX_ALL && !co->index)
+        return fail(err, errlen, p, "index event \"all\" needs an index");
+
+    if (co->n_all > 0) {
+        old = path_push_key(p, "all");
+        if (co->n_all > SPEC_MAX_CRITERIA)
+            rc = fail(err, errlen, p, "more than %d criteria", SPEC_MAX_CRITERIA);
+        else if (!co->all)
+            rc = fail(err, errlen, p, "missing");
+        for (size_t i = 0; rc == 0 && i < co->n_all; i++) {
+            size_t o3 = path_push_index(p, i);
+            rc = validate_criterion_ex(co->all[i], false, &windowed, p, err, errlen);
+            path_pop(p, o3);
+        }
+        path_pop(p, old);
+    } else if (co->n_nodes > 0) {
+        old = path_push_key(p, "nodes");
+        rc = validate_nodes(co, &n_crit, &windowed, p, err, errlen);
+        path_pop(p, old);
+    }
+    if (rc)
+        return rc;
+    if (windowed && !co->index)
+        return fail(err, errlen, p, "a criterion with a window needs cohort.index");
+
+    if (co->age) {
+        const Sdefed__AgeRange *a = co->age;
+        old = path_push_key(p, "age");
+        if (!a->has_min && !a->has_max)
+            rc = fail(err, errlen, p, "needs min or max");
+        else if ((a->has_min && (a->min < 0 || a->min > SPEC_MAX_AGE)) ||
+                 (a->has_max && (a->max < 0 || a->max > SPEC_MAX_AGE)))
+            rc = fail(err, errlen, p, "ages must be 0..%d", SPEC_MAX_AGE);
+        else if (a->has_min && a->has_max && a->min > a->max)
+            rc = fail(err, errlen, p, "min is greater than max");
+        else if (!*any_index)
+            rc = fail(err, errlen, p, "needs cohort.index (age is taken at the index date)");
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    old = path_push_key(p, "sex");
+    if (co->n_sex > 3 || (co->n_sex > 0 && !co->sex))
+        rc = fail(err, errlen, p, "at most male, female and unknown");
+    for (size_t i = 0; rc == 0 && i < co->n_sex; i++) {
+        size_t o2 = path_push_index(p, i);
+        if (!name_of(sex_names, COUNT_OF(sex_names), (int)co->sex[i])[0])
+            rc = fail(err, errlen, p, "unknown sex value %d", (int)co->sex[i]);
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (co->sex[j] == co->sex[i])
+                rc = fail(err, errlen, p, "duplicate");
+        path_pop(p, o2);
+    }
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    if (co->observation) {
+        const Sdefed__ObservationRequirement *o = co->observation;
+        old = path_push_key(p, "observation");
+        if (o->prior_days < 0 || o->prior_days > SPEC_MAX_DAYS || o->post_days < 0 ||
+            o->post_days > SPEC_MAX_DAYS)
+            rc = fail(err, errlen, p, "prior_days and post_days must be 0..%d", SPEC_MAX_DAYS);
+        else if (!*any_index)
+            rc = fail(err, errlen, p, "needs cohort.index");
+        path_pop(p, old);
+    }
+    return rc;
+}
+
+/* The summary variable (kind summary only). */
+static int validate_summary(const Sdefed__SummarySpec *sm, bool explicit_index, bool any_index,
+                            struct path *p, char *err, size_t errlen)
+{
+    size_t old;
+    int rc = 0;
+
+    if (sm->of == SDEFED__SUMMARY_OF__SUMMARY_MEASUREMENT) {
+        old = path_push_key(p, "concepts");
+        rc = sm->n_concepts == 0 ? fail(err, errlen, p, "must not be empty")
+                                 : check_ids(sm->concepts, sm->n_concepts, SPEC_MAX_CONCEPTS,
+                                             p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        old = path_push_key(p, "units");
+        rc = check_ids(sm->units, sm->n_units, SPEC_MAX_UNITS, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        if (sm->window) {
+            old = path_push_key(p, "window");
+            rc = check_window(sm->window, p, err, errlen);
+            if (rc == 0 && !explicit_index)
+                rc = fail(err, errlen, p, "needs cohort.index");
+            path_pop(p, old);
+            if (rc)
+                return rc;
+        }
+        if (sm->pick != SDEFED__SUMMARY_PICK__PICK_LATEST &&
+            sm->pick != SDEFED__SUMMARY_PICK__PICK_FIRST) {
+            old = path_push_key(p, "pick");
+            rc = fail(err, errlen, p, "unknown pick value %d", (int)sm->pick);
+            path_pop(p, old);
+        }
+        return rc;
+    }
+    if (sm->of == SDEFED__SUMMARY_OF__SUMMARY_AGE) {
+        if (sm->n_concepts || sm->descendants || sm->n_units || sm->window ||
+            sm->pick != SDEFED__SUMMARY_PICK__PICK_LATEST)
+            return fail(err, errlen, p, "age takes no concepts, units, window or pick");
+        if (!any_index)
+            return fail(err, errlen, p, "age needs cohort.index");
+        return 0;
+    }
+    old = path_push_key(p, "of");
+    rc = fail(err, errlen, p, "unknown value %d (expected measurement or age)", (int)sm->of);
     path_pop(p, old);
     return rc;
 }
@@ -328,7 +643,10 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
     path_pop(&p, old);
     if (rc)
         return rc;
-    bool count = s->kind == SDEFED__QUERY_KIND__KIND_COUNT;
+    /* summary takes everything count does, plus `summary` */
+    bool count = s->kind == SDEFED__QUERY_KIND__KIND_COUNT ||
+                 s->kind == SDEFED__QUERY_KIND__KIND_SUMMARY;
+    bool explicit_index = false, any_index = false;
 
     const char *project = str_or_empty(s->project);
     old = path_push_key(&p, "project");
@@ -351,25 +669,24 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
     old = path_push_key(&p, "cohort");
     size_t n_all = s->cohort ? s->cohort->n_all : 0;
     if (!count) {
-        if (n_all > 0)
+        if (n_all > 0 || (s->cohort && (s->cohort->n_nodes || s->cohort->index)))
             rc = fail(err, errlen, &p, "not allowed for kind catalog");
     } else if (!s->cohort) {
-        rc = fail(err, errlen, &p, "required for kind count");
+        rc = fail(err, errlen, &p, "required for kind %s", spec_kind_name(s->kind));
     } else {
-        size_t o2 = path_push_key(&p, "all");
-        if (n_all == 0)
-            rc = fail(err, errlen, &p, "must have at least one criterion");
-        else if (n_all > SPEC_MAX_CRITERIA)
-            rc = fail(err, errlen, &p, "more than %d criteria", SPEC_MAX_CRITERIA);
-        else if (!s->cohort->all)
-            rc = fail(err, errlen, &p, "missing");
-        for (size_t i = 0; rc == 0 && i < n_all; i++) {
-            size_t o3 = path_push_index(&p, i);
-            rc = validate_criterion(s->cohort->all[i], &p, err, errlen);
-            path_pop(&p, o3);
-        }
-        path_pop(&p, o2);
+        rc = validate_cohort(s->cohort, &explicit_index, &any_index, &p, err, errlen);
     }
+    path_pop(&p, old);
+    if (rc)
+        return rc;
+
+    old = path_push_key(&p, "summary");
+    if (s->kind == SDEFED__QUERY_KIND__KIND_SUMMARY && !s->summary)
+        rc = fail(err, errlen, &p, "required for kind summary");
+    else if (s->kind != SDEFED__QUERY_KIND__KIND_SUMMARY && s->summary)
+        rc = fail(err, errlen, &p, "only for kind summary");
+    else if (s->summary)
+        rc = validate_summary(s->summary, explicit_index, any_index, &p, err, errlen);
     path_pop(&p, old);
     if (rc)
         return rc;
@@ -389,11 +706,42 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
             if (s->by[j] == s->by[i])
                 rc = fail(err, errlen, &p, "duplicate stratifier \"%s\"",
                           spec_stratifier_name(s->by[i]));
+        if (rc == 0 && !any_index &&
+            (s->by[i] == SDEFED__STRATIFIER__STRAT_AGE_BAND ||
+             s->by[i] == SDEFED__STRATIFIER__STRAT_YEAR ||
+             s->by[i] == SDEFED__STRATIFIER__STRAT_QUARTER))
+            rc = fail(err, errlen, &p, "\"%s\" needs cohort.index",
+                      spec_stratifier_name(s->by[i]));
         path_pop(&p, o2);
     }
     path_pop(&p, old);
     if (rc)
         return rc;
+
+    if (s->age_band_width) {
+        bool banded = false;
+        for (size_t i = 0; i < s->n_by && s->by; i++)
+            banded = banded || s->by[i] == SDEFED__STRATIFIER__STRAT_AGE_BAND;
+        old = path_push_key(&p, "age_band_width");
+        if (s->age_band_width > SPEC_MAX_AGE_BAND_WIDTH)
+            rc = fail(err, errlen, &p, "must be 1..%d", SPEC_MAX_AGE_BAND_WIDTH);
+        else if (!banded)
+            rc = fail(err, errlen, &p, "needs \"age_band\" in by");
+        path_pop(&p, old);
+        if (rc)
+            return rc;
+    }
+
+    if (s->margins) {
+        old = path_push_key(&p, "margins");
+        if (s->kind != SDEFED__QUERY_KIND__KIND_COUNT)
+            rc = fail(err, errlen, &p, "only for kind count");
+        else if (s->n_by == 0)
+            rc = fail(err, errlen, &p, "needs at least one stratifier in by");
+        path_pop(&p, old);
+        if (rc)
+            return rc;
+    }
 
     if (s->policy) {
         old = path_push_key(&p, "policy");
@@ -413,23 +761,50 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
 /* ---- JSON -> temporary QuerySpec ----------------------------------------------- */
 
 /* The temporary spec being built. Strings point into the jansson tree;
- * arrays are ours and freed by build_free(). */
+ * arrays are ours and freed by build_free(). Criteria and expression
+ * nodes live in fixed pools (SPEC_MAX_NODES + 1 criteria: the expression's
+ * and the index) allocated on first use. */
+struct crit_store {
+    Sdefed__Criterion c;
+    Sdefed__Window w;
+    Sdefed__ValueRange v;
+};
+
 struct build {
     Sdefed__QuerySpec spec;
     Sdefed__Cohort cohort;
-    Sdefed__Criterion *crit;
-    Sdefed__Criterion **critp;
+    struct crit_store *crit;
+    size_t n_crit;                  /* used in the pool */
+    size_t n_expr_crit;             /* criteria of the expression (limit SPEC_MAX_CRITERIA) */
+    Sdefed__Criterion **critp;      /* the flat `all` form */
+    Sdefed__CohortNode *nodes;
+    Sdefed__CohortNode **nodep;
     Sdefed__Stratifier by[SPEC_MAX_STRATIFIERS];
     Sdefed__PolicyRequest policy;
+    Sdefed__AgeRange age;
+    Sdefed__Sex sex[3];
+    Sdefed__ObservationRequirement obs;
+    Sdefed__SummarySpec summary;
+    Sdefed__Window summary_window;
 };
 
 static void build_free(struct build *b)
 {
     if (b->crit)
-        for (size_t i = 0; i < b->cohort.n_all; i++)
-            free(b->crit[i].concepts);
+        for (size_t i = 0; i < b->n_crit; i++) {
+            free(b->crit[i].c.concepts);
+            free(b->crit[i].c.exclude);
+            free(b->crit[i].c.units);
+        }
     free(b->crit);
     free(b->critp);
+    if (b->nodes)
+        for (size_t i = 0; i < b->cohort.n_nodes; i++)
+            free(b->nodes[i].children);
+    free(b->nodes);
+    free(b->nodep);
+    free(b->summary.concepts);
+    free(b->summary.units);
 }
 
 /* Refuse any key of object o not in the NULL-terminated list known. */
@@ -524,17 +899,128 @@ static int get_name(json_t *o, const char *key, const char **out,
     return rc;
 }
 
-static int parse_criterion(json_t *c, Sdefed__Criterion *out, struct path *p,
-                           char *err, size_t errlen)
+static int nomem(char *err, size_t errlen)
 {
-    static const char *const keys[] = { "domain", "concepts", "descendants", NULL };
+    set_err(err, errlen, "spec: out of memory");
+    return SDF_ENOMEM;
+}
+
+/* An array of concept ids under key: absent leaves *out NULL; present
+ * must be an array of at most max ids 1..CONCEPT_MAX, non-empty unless
+ * allow_empty. Sorted and de-duplicated (canonical form). */
+static int get_ids(json_t *o, const char *key, bool required, bool allow_empty, size_t max,
+                   int64_t **out, size_t *n_out, struct path *p, char *err, size_t errlen)
+{
+    json_t *a = json_object_get(o, key);
+    size_t old = path_push_key(p, key);
+    int rc = 0;
+    *out = NULL;
+    *n_out = 0;
+    if (!a) {
+        rc = required ? fail(err, errlen, p, "required") : 0;
+        path_pop(p, old);
+        return rc;
+    }
+    if (!json_is_array(a))
+        rc = fail(err, errlen, p, "must be an array of concept ids, got %s", jtype(a));
+    else if (json_array_size(a) == 0 && !allow_empty)
+        rc = fail(err, errlen, p, "must not be empty");
+    else if (json_array_size(a) > max)
+        rc = fail(err, errlen, p, "more than %zu concepts", max);
+    size_t n = rc ? 0 : json_array_size(a);
+    if (rc == 0 && n > 0) {
+        *out = calloc(n, sizeof **out);
+        if (!*out)
+            rc = nomem(err, errlen);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_t *v = json_array_get(a, i);
+        size_t o2 = path_push_index(p, i);
+        if (!json_is_integer(v))
+            rc = fail(err, errlen, p, "concept id must be an integer 1..%d, got %s",
+                      CONCEPT_MAX, jtype(v));
+        else if (json_integer_value(v) < 1 || json_integer_value(v) > CONCEPT_MAX)
+            rc = fail(err, errlen, p, "concept id must be 1..%d", CONCEPT_MAX);
+        else
+            (*out)[i] = json_integer_value(v);
+        path_pop(p, o2);
+    }
+    path_pop(p, old);
+    if (rc == 0) {
+        *n_out = n;
+        sort_unique(*out, n_out);
+    }
+    return rc;
+}
+
+static int get_object(json_t *o, const char *key, json_t **out, struct path *p, char *err,
+                      size_t errlen)
+{
+    *out = json_object_get(o, key);
+    if (*out && !json_is_object(*out)) {
+        size_t old = path_push_key(p, key);
+        int rc = fail(err, errlen, p, "must be an object, got %s", jtype(*out));
+        path_pop(p, old);
+        return rc;
+    }
+    return 0;
+}
+
+/* {"start_days": a, "end_days": b}, both required. */
+static int parse_window(json_t *w, Sdefed__Window *out, struct path *p, char *err,
+                        size_t errlen)
+{
+    static const char *const keys[] = { "start_days", "end_days", NULL };
+    int64_t a = INT64_MIN, e = INT64_MIN;
+    int rc;
+    if ((rc = check_keys(w, keys, p, err, errlen)) ||
+        (rc = get_int(w, "start_days", -SPEC_MAX_DAYS, SPEC_MAX_DAYS, &a, p, err, errlen)) ||
+        (rc = get_int(w, "end_days", -SPEC_MAX_DAYS, SPEC_MAX_DAYS, &e, p, err, errlen)))
+        return rc;
+    if (a == INT64_MIN || e == INT64_MIN)
+        return fail(err, errlen, p, "needs start_days and end_days");
+    sdefed__window__init(out);
+    out->start_days = (int32_t)a;
+    out->end_days = (int32_t)e;
+    return 0;
+}
+
+static int get_number(json_t *o, const char *key, protobuf_c_boolean *has, double *out,
+                      struct path *p, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        return 0;
+    if (!json_is_number(v)) {
+        size_t old = path_push_key(p, key);
+        int rc = fail(err, errlen, p, "must be a number, got %s", jtype(v));
+        path_pop(p, old);
+        return rc;
+    }
+    *has = true;
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* A criterion object; with is_index also its "event" (first|all). */
+static int parse_criterion(json_t *c, struct crit_store *cs, bool is_index,
+                           Sdefed__IndexEvent *event, struct path *p, char *err, size_t errlen)
+{
+    static const char *const keys[] = { "domain", "concepts", "descendants", "exclude",
+                                        "exclude_descendants", "window", "value", "units",
+                                        "first_only", NULL };
+    static const char *const index_keys[] = { "domain", "concepts", "descendants", "exclude",
+                                              "exclude_descendants", "value", "units",
+                                              "event", NULL };
+    Sdefed__Criterion *out = &cs->c;
     const char *domain;
     size_t len, old;
+    json_t *v;
     int rc;
 
     if (!json_is_object(c))
         return fail(err, errlen, p, "must be an object, got %s", jtype(c));
-    if ((rc = check_keys(c, keys, p, err, errlen)))
+    if ((rc = check_keys(c, is_index ? index_keys : keys, p, err, errlen)))
         return rc;
 
     if ((rc = get_string(c, "domain", &domain, &len, p, err, errlen)))
@@ -545,57 +1031,208 @@ static int parse_criterion(json_t *c, Sdefed__Criterion *out, struct path *p,
     else if (strlen(domain) != len ||
              !(out->domain = value_of(domain_names, COUNT_OF(domain_names), domain)))
         rc = fail(err, errlen, p, "unknown domain %s (expected condition, drug, device, "
-                  "procedure, measurement, observation or visit)", quote(domain, len).s);
+                  "procedure, measurement, observation, visit or death)", quote(domain, len).s);
     path_pop(p, old);
     if (rc)
         return rc;
 
-    json_t *concepts = json_object_get(c, "concepts");
-    old = path_push_key(p, "concepts");
-    if (!concepts)
-        rc = fail(err, errlen, p, "required");
-    else if (!json_is_array(concepts))
-        rc = fail(err, errlen, p, "must be an array of concept ids, got %s", jtype(concepts));
-    else if (json_array_size(concepts) == 0)
-        rc = fail(err, errlen, p, "must not be empty");
-    else if (json_array_size(concepts) > SPEC_MAX_CONCEPTS)
-        rc = fail(err, errlen, p, "more than %d concepts", SPEC_MAX_CONCEPTS);
-    if (rc) {
-        path_pop(p, old);
+    bool death = out->domain == SDEFED__DOMAIN__DOMAIN_DEATH;
+    if ((rc = get_ids(c, "concepts", !death, death, SPEC_MAX_CONCEPTS, &out->concepts,
+                      &out->n_concepts, p, err, errlen)) ||
+        (rc = get_bool(c, "descendants", &out->descendants, p, err, errlen)) ||
+        (rc = get_ids(c, "exclude", false, false, SPEC_MAX_CONCEPTS, &out->exclude,
+                      &out->n_exclude, p, err, errlen)) ||
+        (rc = get_bool(c, "exclude_descendants", &out->exclude_descendants, p, err, errlen)) ||
+        (rc = get_ids(c, "units", false, false, SPEC_MAX_UNITS, &out->units, &out->n_units,
+                      p, err, errlen)) ||
+        (rc = get_bool(c, "first_only", &out->first_only, p, err, errlen)))
         return rc;
-    }
-    size_t n = json_array_size(concepts);
-    out->concepts = calloc(n, sizeof out->concepts[0]);
-    if (!out->concepts) {
+    if ((rc = get_object(c, "window", &v, p, err, errlen)))
+        return rc;
+    if (v) {
+        old = path_push_key(p, "window");
+        rc = parse_window(v, &cs->w, p, err, errlen);
         path_pop(p, old);
-        set_err(err, errlen, "spec: out of memory");
-        return SDF_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = json_array_get(concepts, i);
-        size_t o2 = path_push_index(p, i);
-        if (!json_is_integer(v))
-            rc = fail(err, errlen, p, "concept id must be an integer 1..%d, got %s",
-                      CONCEPT_MAX, jtype(v));
-        else if (json_integer_value(v) < 1 || json_integer_value(v) > CONCEPT_MAX)
-            rc = fail(err, errlen, p, "concept id must be 1..%d", CONCEPT_MAX);
-        path_pop(p, o2);
         if (rc)
-            break;
-        out->concepts[i] = json_integer_value(v);
+            return rc;
+        out->window = &cs->w;
     }
-    path_pop(p, old);
-    if (rc)
+    if ((rc = get_object(c, "value", &v, p, err, errlen)))
         return rc;
-    out->n_concepts = n;
-    sort_unique(out->concepts, &out->n_concepts);
+    if (v) {
+        static const char *const vkeys[] = { "min", "max", NULL };
+        old = path_push_key(p, "value");
+        sdefed__value_range__init(&cs->v);
+        if (!(rc = check_keys(v, vkeys, p, err, errlen)) &&
+            !(rc = get_number(v, "min", &cs->v.has_min, &cs->v.min, p, err, errlen)))
+            rc = get_number(v, "max", &cs->v.has_max, &cs->v.max, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        out->value = &cs->v;
+    }
+    if (is_index && (v = json_object_get(c, "event"))) {
+        old = path_push_key(p, "event");
+        if (json_is_string(v) && strcmp(json_string_value(v), "first") == 0)
+            *event = SDEFED__INDEX_EVENT__INDEX_FIRST;
+        else if (json_is_string(v) && strcmp(json_string_value(v), "all") == 0)
+            *event = SDEFED__INDEX_EVENT__INDEX_ALL;
+        else
+            rc = fail(err, errlen, p, "must be \"first\" or \"all\"");
+        path_pop(p, old);
+    }
+    return rc;
+}
 
-    return get_bool(c, "descendants", &out->descendants, p, err, errlen);
+static struct crit_store *crit_new(struct build *b, char *err, size_t errlen, int *rc)
+{
+    if (!b->crit) {
+        b->crit = calloc(SPEC_MAX_NODES + 1, sizeof b->crit[0]);
+        if (!b->crit) {
+            *rc = nomem(err, errlen);
+            return NULL;
+        }
+    }
+    if (b->n_crit >= SPEC_MAX_NODES + 1) {
+        *rc = fail(err, errlen, NULL, "more than %d criteria", SPEC_MAX_CRITERIA);
+        return NULL;
+    }
+    struct crit_store *cs = &b->crit[b->n_crit++];
+    sdefed__criterion__init(&cs->c);
+    return cs;
+}
+
+static int parse_node(json_t *v, struct build *b, unsigned depth, uint32_t *idx,
+                      struct path *p, char *err, size_t errlen);
+
+/* A node object is a group when it has all, any or not; else a criterion
+ * (whose own checks then name what is wrong with it). */
+static bool is_group(json_t *v)
+{
+    return json_is_object(v) && (json_object_get(v, "all") || json_object_get(v, "any") ||
+                                 json_object_get(v, "not"));
+}
+
+/* A group: `list` is the array (all/any) or the single node (not). The
+ * group's node is reserved before its children, so children always come
+ * after their parent (what spec_validate checks). */
+static int parse_group(json_t *list, Sdefed__NodeOp op, struct build *b, unsigned depth,
+                       uint32_t *idx, struct path *p, char *err, size_t errlen)
+{
+    if (depth > SPEC_MAX_DEPTH)
+        return fail(err, errlen, p, "groups nested more than %d deep", SPEC_MAX_DEPTH);
+    if (op == SDEFED__NODE_OP__NODE_NOT ? !json_is_object(list) : !json_is_array(list))
+        return fail(err, errlen, p, "must be %s, got %s",
+                    op == SDEFED__NODE_OP__NODE_NOT ? "one criterion or group (an object)"
+                                                    : "an array of criteria",
+                    jtype(list));
+    size_t n = op == SDEFED__NODE_OP__NODE_NOT ? 1 : json_array_size(list);
+    if (n == 0)
+        return fail(err, errlen, p, "must not be empty");
+    if (n > SPEC_MAX_NODES || b->cohort.n_nodes >= SPEC_MAX_NODES)
+        return fail(err, errlen, p, "more than %d criteria and groups", SPEC_MAX_NODES);
+    uint32_t me = (uint32_t)b->cohort.n_nodes++;
+    Sdefed__CohortNode *nd = &b->nodes[me];
+    sdefed__cohort_node__init(nd);
+    nd->op = op;
+    nd->children = calloc(n, sizeof nd->children[0]);
+    if (!nd->children)
+        return nomem(err, errlen);
+    *idx = me;
+    for (size_t i = 0; i < n; i++) {
+        size_t old = op == SDEFED__NODE_OP__NODE_NOT ? strlen(p->s) : path_push_index(p, i);
+        uint32_t child = 0;
+        int rc = parse_node(op == SDEFED__NODE_OP__NODE_NOT ? list : json_array_get(list, i),
+                            b, depth + 1, &child, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        b->nodes[me].children[b->nodes[me].n_children++] = child;
+    }
+    return 0;
+}
+
+static int parse_node(json_t *v, struct build *b, unsigned depth, uint32_t *idx,
+                      struct path *p, char *err, size_t errlen)
+{
+    static const char *const group_keys[] = { "all", "any", "not", NULL };
+    int rc = 0;
+    if (!json_is_object(v))
+        return fail(err, errlen, p, "must be a criterion or a group (an object), got %s",
+                    jtype(v));
+    if (!is_group(v)) {
+        if (b->cohort.n_nodes >= SPEC_MAX_NODES)
+            return fail(err, errlen, p, "more than %d criteria and groups", SPEC_MAX_NODES);
+        if (++b->n_expr_crit > SPEC_MAX_CRITERIA)
+            return fail(err, errlen, p, "more than %d criteria", SPEC_MAX_CRITERIA);
+        struct crit_store *cs = crit_new(b, err, errlen, &rc);
+        if (!cs)
+            return rc;
+        if ((rc = parse_criterion(v, cs, false, NULL, p, err, errlen)))
+            return rc;
+        uint32_t me = (uint32_t)b->cohort.n_nodes++;
+        sdefed__cohort_node__init(&b->nodes[me]);
+        b->nodes[me].op = SDEFED__NODE_OP__NODE_CRITERION;
+        b->nodes[me].criterion = &cs->c;
+        *idx = me;
+        return 0;
+    }
+    if ((rc = check_keys(v, group_keys, p, err, errlen)))
+        return rc;
+    if (json_object_size(v) != 1)
+        return fail(err, errlen, p, "a group has exactly one of all, any, not "
+                                    "(a criterion has a domain)");
+    const char *key = json_object_iter_key(json_object_iter(v));
+    Sdefed__NodeOp op = strcmp(key, "all") == 0   ? SDEFED__NODE_OP__NODE_ALL
+                        : strcmp(key, "any") == 0 ? SDEFED__NODE_OP__NODE_ANY
+                                                  : SDEFED__NODE_OP__NODE_NOT;
+    size_t old = path_push_key(p, key);
+    rc = parse_group(json_object_get(v, key), op, b, depth, idx, p, err, errlen);
+    path_pop(p, old);
+    return rc;
+}
+
+/* True when no element of array a is a group (has all, any or not). */
+static bool all_criteria(json_t *a)
+{
+    for (size_t i = 0; i < json_array_size(a); i++)
+        if (is_group(json_array_get(a, i)))
+            return false;
+    return true;
+}
+
+static int parse_flat_all(json_t *all, struct build *b, struct path *p, char *err,
+                          size_t errlen)
+{
+    int rc = 0;
+    size_t n = json_array_size(all);
+    if (n == 0)
+        return fail(err, errlen, p, "must have at least one criterion");
+    if (n > SPEC_MAX_CRITERIA)
+        return fail(err, errlen, p, "more than %d criteria", SPEC_MAX_CRITERIA);
+    b->critp = calloc(n, sizeof b->critp[0]);
+    if (!b->critp)
+        return nomem(err, errlen);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t o2 = path_push_index(p, i);
+        struct crit_store *cs = crit_new(b, err, errlen, &rc);
+        if (cs) {
+            b->critp[i] = &cs->c;
+            b->cohort.n_all = i + 1;
+            rc = parse_criterion(json_array_get(all, i), cs, false, NULL, p, err, errlen);
+        }
+        path_pop(p, o2);
+    }
+    b->cohort.all = b->critp;
+    return rc;
 }
 
 static int parse_cohort(json_t *cohort, struct build *b, struct path *p, char *err, size_t errlen)
 {
-    static const char *const keys[] = { "all", NULL };
+    static const char *const keys[] = { "index", "all", "any", "not", "age", "sex",
+                                        "observation", NULL };
+    json_t *v;
+    size_t old;
     int rc;
 
     if (!json_is_object(cohort))
@@ -603,41 +1240,183 @@ static int parse_cohort(json_t *cohort, struct build *b, struct path *p, char *e
     if ((rc = check_keys(cohort, keys, p, err, errlen)))
         return rc;
 
-    json_t *all = json_object_get(cohort, "all");
-    size_t old = path_push_key(p, "all");
-    if (!all)
-        rc = fail(err, errlen, p, "required");
-    else if (!json_is_array(all))
-        rc = fail(err, errlen, p, "must be an array of criteria, got %s", jtype(all));
-    else if (json_array_size(all) == 0)
-        rc = fail(err, errlen, p, "must have at least one criterion");
-    else if (json_array_size(all) > SPEC_MAX_CRITERIA)
-        rc = fail(err, errlen, p, "more than %d criteria", SPEC_MAX_CRITERIA);
-    if (rc) {
+    json_t *index = json_object_get(cohort, "index");
+    if (index) {
+        old = path_push_key(p, "index");
+        struct crit_store *cs = crit_new(b, err, errlen, &rc);
+        if (cs)
+            rc = parse_criterion(index, cs, true, &b->cohort.index_event, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        b->cohort.index = &cs->c;
+    }
+
+    const char *ekey = NULL;
+    int n_expr = 0;
+    static const char *const ekeys[] = { "all", "any", "not" };
+    for (size_t i = 0; i < 3; i++)
+        if (json_object_get(cohort, ekeys[i])) {
+            ekey = ekeys[i];
+            n_expr++;
+        }
+    if (n_expr > 1)
+        return fail(err, errlen, p, "at most one of all, any, not (nest groups inside it)");
+    if (!ekey) {
+        if (index)
+            goto rest;
+        old = path_push_key(p, "all");
+        rc = fail(err, errlen, p, "required (or an index)");
         path_pop(p, old);
         return rc;
     }
-
-    size_t n = json_array_size(all);
-    b->crit = calloc(n, sizeof b->crit[0]);
-    b->critp = calloc(n, sizeof b->critp[0]);
-    if (!b->crit || !b->critp) {
-        path_pop(p, old);
-        set_err(err, errlen, "spec: out of memory");
-        return SDF_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        sdefed__criterion__init(&b->crit[i]);
-        b->critp[i] = &b->crit[i];
-    }
-    b->cohort.n_all = n;
-    b->cohort.all = b->critp;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        size_t o2 = path_push_index(p, i);
-        rc = parse_criterion(json_array_get(all, i), &b->crit[i], p, err, errlen);
-        path_pop(p, o2);
+    json_t *expr = json_object_get(cohort, ekey);
+    old = path_push_key(p, ekey);
+    if (strcmp(ekey, "all") == 0 && json_is_array(expr) && all_criteria(expr)) {
+        rc = parse_flat_all(expr, b, p, err, errlen);
+    } else {
+        b->nodes = calloc(SPEC_MAX_NODES, sizeof b->nodes[0]);
+        b->nodep = calloc(SPEC_MAX_NODES, sizeof b->nodep[0]);
+        if (!b->nodes || !b->nodep) {
+            rc = nomem(err, errlen);
+        } else {
+            uint32_t root = 0;
+            Sdefed__NodeOp op = strcmp(ekey, "all") == 0   ? SDEFED__NODE_OP__NODE_ALL
+                                : strcmp(ekey, "any") == 0 ? SDEFED__NODE_OP__NODE_ANY
+                                                           : SDEFED__NODE_OP__NODE_NOT;
+            rc = parse_group(expr, op, b, 1, &root, p, err, errlen);
+            for (size_t i = 0; i < b->cohort.n_nodes; i++)
+                b->nodep[i] = &b->nodes[i];
+            b->cohort.nodes = b->nodep;
+        }
     }
     path_pop(p, old);
+    if (rc)
+        return rc;
+
+rest:
+    if ((rc = get_object(cohort, "age", &v, p, err, errlen)))
+        return rc;
+    if (v) {
+        static const char *const akeys[] = { "min", "max", NULL };
+        int64_t lo = -1, hi = -1;
+        old = path_push_key(p, "age");
+        if (!(rc = check_keys(v, akeys, p, err, errlen)) &&
+            !(rc = get_int(v, "min", 0, SPEC_MAX_AGE, &lo, p, err, errlen)))
+            rc = get_int(v, "max", 0, SPEC_MAX_AGE, &hi, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        sdefed__age_range__init(&b->age);
+        b->age.has_min = lo >= 0;
+        b->age.min = lo >= 0 ? (int32_t)lo : 0;
+        b->age.has_max = hi >= 0;
+        b->age.max = hi >= 0 ? (int32_t)hi : 0;
+        b->cohort.age = &b->age;
+    }
+    if ((v = json_object_get(cohort, "sex"))) {
+        old = path_push_key(p, "sex");
+        if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > 3)
+            rc = fail(err, errlen, p, "must be a list of 1..3 of male, female, unknown");
+        for (size_t i = 0; rc == 0 && i < json_array_size(v); i++) {
+            json_t *e = json_array_get(v, i);
+            size_t o2 = path_push_index(p, i);
+            int sx = json_is_string(e) && strlen(json_string_value(e)) == json_string_length(e)
+                         ? value_of(sex_names, COUNT_OF(sex_names), json_string_value(e)) : 0;
+            if (!sx)
+                rc = fail(err, errlen, p, "must be \"male\", \"female\" or \"unknown\"");
+            for (size_t j = 0; rc == 0 && j < b->cohort.n_sex; j++)
+                if ((int)b->sex[j] == sx)
+                    rc = fail(err, errlen, p, "duplicate");
+            if (rc == 0)
+                b->sex[b->cohort.n_sex++] = (Sdefed__Sex)sx;
+            path_pop(p, o2);
+        }
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        /* canonical: ascending */
+        for (size_t i = 1; i < b->cohort.n_sex; i++)
+            for (size_t j = i; j > 0 && b->sex[j - 1] > b->sex[j]; j--) {
+                Sdefed__Sex t = b->sex[j];
+                b->sex[j] = b->sex[j - 1];
+                b->sex[j - 1] = t;
+            }
+        b->cohort.sex = b->sex;
+    }
+    if ((rc = get_object(cohort, "observation", &v, p, err, errlen)))
+        return rc;
+    if (v) {
+        static const char *const okeys[] = { "prior_days", "post_days", NULL };
+        int64_t pr = 0, po = 0;
+        old = path_push_key(p, "observation");
+        if (!(rc = check_keys(v, okeys, p, err, errlen)) &&
+            !(rc = get_int(v, "prior_days", 0, SPEC_MAX_DAYS, &pr, p, err, errlen)))
+            rc = get_int(v, "post_days", 0, SPEC_MAX_DAYS, &po, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        sdefed__observation_requirement__init(&b->obs);
+        b->obs.prior_days = (int32_t)pr;
+        b->obs.post_days = (int32_t)po;
+        b->cohort.observation = &b->obs;
+    }
+    return 0;
+}
+
+static int parse_summary(json_t *sm, struct build *b, struct path *p, char *err, size_t errlen)
+{
+    static const char *const keys[] = { "of", "concepts", "descendants", "units", "window",
+                                        "pick", NULL };
+    Sdefed__SummarySpec *o = &b->summary;
+    const char *s;
+    size_t len, old;
+    json_t *v;
+    int rc;
+
+    if (!json_is_object(sm))
+        return fail(err, errlen, p, "must be an object, got %s", jtype(sm));
+    if ((rc = check_keys(sm, keys, p, err, errlen)) ||
+        (rc = get_string(sm, "of", &s, &len, p, err, errlen)))
+        return rc;
+    old = path_push_key(p, "of");
+    if (!s)
+        rc = fail(err, errlen, p, "required (measurement or age)");
+    else if (strlen(s) != len ||
+             !(o->of = value_of(summary_of_names, COUNT_OF(summary_of_names), s)))
+        rc = fail(err, errlen, p, "unknown %s (expected measurement or age)", quote(s, len).s);
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    if ((rc = get_ids(sm, "concepts", false, false, SPEC_MAX_CONCEPTS, &o->concepts,
+                      &o->n_concepts, p, err, errlen)) ||
+        (rc = get_bool(sm, "descendants", &o->descendants, p, err, errlen)) ||
+        (rc = get_ids(sm, "units", false, false, SPEC_MAX_UNITS, &o->units, &o->n_units, p,
+                      err, errlen)) ||
+        (rc = get_object(sm, "window", &v, p, err, errlen)))
+        return rc;
+    if (v) {
+        old = path_push_key(p, "window");
+        rc = parse_window(v, &b->summary_window, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        o->window = &b->summary_window;
+    }
+    if ((rc = get_string(sm, "pick", &s, &len, p, err, errlen)))
+        return rc;
+    if (s) {
+        old = path_push_key(p, "pick");
+        if (strcmp(s, "latest") == 0 && strlen(s) == len)
+            o->pick = SDEFED__SUMMARY_PICK__PICK_LATEST;
+        else if (strcmp(s, "first") == 0 && strlen(s) == len)
+            o->pick = SDEFED__SUMMARY_PICK__PICK_FIRST;
+        else
+            rc = fail(err, errlen, p, "must be \"latest\" or \"first\"");
+        path_pop(p, old);
+    }
+    if (rc == 0)
+        b->spec.summary = o;
     return rc;
 }
 
@@ -657,7 +1436,8 @@ static int parse_by(json_t *by, struct build *b, struct path *p, char *err, size
             rc = fail(err, errlen, p, "must be a string, got %s", jtype(v));
         else if (strlen(json_string_value(v)) != json_string_length(v) ||
                  !(s = value_of(strat_names, COUNT_OF(strat_names), json_string_value(v))))
-            rc = fail(err, errlen, p, "unknown stratifier %s (expected sex or age_band)",
+            rc = fail(err, errlen, p, "unknown stratifier %s (expected sex, age_band, year, "
+                      "quarter, race, ethnicity or care_site)",
                       quote(json_string_value(v), json_string_length(v)).s);
         for (size_t j = 0; rc == 0 && j < i; j++)
             if ((int)b->by[j] == s)
@@ -690,7 +1470,8 @@ static int parse_policy(json_t *pol, struct build *b, struct path *p, char *err,
 static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
 {
     static const char *const keys[] = { "kind", "project", "dataset", "cohort", "by",
-                                        "policy", NULL };
+                                        "policy", "margins", "summary", "age_band_width",
+                                        NULL };
     struct path p = { "" };
     const char *kind, *s;
     size_t len, old;
@@ -705,15 +1486,18 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
         return rc;
     old = path_push_key(&p, "kind");
     if (!kind)
-        rc = fail(err, errlen, &p, "required (catalog or count)");
+        rc = fail(err, errlen, &p, "required (catalog, count or summary)");
     else if (strlen(kind) != len ||
              !(b->spec.kind = value_of(kind_names, COUNT_OF(kind_names), kind)))
-        rc = fail(err, errlen, &p, "unknown kind %s (expected catalog or count)",
+        rc = fail(err, errlen, &p, "unknown kind %s (expected catalog, count or summary)",
                   quote(kind, len).s);
     path_pop(&p, old);
     if (rc)
         return rc;
-    bool count = b->spec.kind == SDEFED__QUERY_KIND__KIND_COUNT;
+    /* summary takes everything count does (issue 3) */
+    bool count = b->spec.kind == SDEFED__QUERY_KIND__KIND_COUNT ||
+                 b->spec.kind == SDEFED__QUERY_KIND__KIND_SUMMARY;
+    const char *kname = kind_names[b->spec.kind];
 
     if ((rc = get_name(root, "project", &s, &p, err, errlen)))
         return rc;
@@ -729,7 +1513,7 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
         return rc;
     old = path_push_key(&p, "dataset");
     if (count && !s)
-        rc = fail(err, errlen, &p, "required for kind count");
+        rc = fail(err, errlen, &p, "required for kind %s", kname);
     else if (!count && s)
         rc = fail(err, errlen, &p, "not allowed for kind catalog");
     path_pop(&p, old);
@@ -741,7 +1525,7 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
     json_t *v = json_object_get(root, "cohort");
     old = path_push_key(&p, "cohort");
     if (count && !v)
-        rc = fail(err, errlen, &p, "required for kind count");
+        rc = fail(err, errlen, &p, "required for kind %s", kname);
     else if (!count && v)
         rc = fail(err, errlen, &p, "not allowed for kind catalog");
     else if (v) {
@@ -751,6 +1535,26 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
     path_pop(&p, old);
     if (rc)
         return rc;
+
+    v = json_object_get(root, "summary");
+    old = path_push_key(&p, "summary");
+    if (b->spec.kind == SDEFED__QUERY_KIND__KIND_SUMMARY && !v)
+        rc = fail(err, errlen, &p, "required for kind summary");
+    else if (b->spec.kind != SDEFED__QUERY_KIND__KIND_SUMMARY && v)
+        rc = fail(err, errlen, &p, "only for kind summary");
+    else if (v)
+        rc = parse_summary(v, b, &p, err, errlen);
+    path_pop(&p, old);
+    if (rc)
+        return rc;
+
+    if (json_object_get(root, "age_band_width")) {
+        int64_t w = 0;
+        rc = get_int(root, "age_band_width", 1, SPEC_MAX_AGE_BAND_WIDTH, &w, &p, err, errlen);
+        if (rc)
+            return rc;
+        b->spec.age_band_width = w == 10 ? 0 : (uint32_t)w;   /* 10 is the default */
+    }
 
     if ((v = json_object_get(root, "by"))) {
         old = path_push_key(&p, "by");
@@ -765,7 +1569,13 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
         old = path_push_key(&p, "policy");
         rc = parse_policy(v, b, &p, err, errlen);
         path_pop(&p, old);
+        if (rc)
+            return rc;
     }
+
+    /* issue 4: "margins": true releases totals with a stratified count. */
+    if (json_object_get(root, "margins"))
+        rc = get_bool(root, "margins", &b->spec.margins, &p, err, errlen);
     return rc;
 }
 
@@ -801,6 +1611,34 @@ static int json_fail(const json_error_t *je, char *err, size_t errlen)
     return SDF_ESPEC;
 }
 
+/* Deepest bracket nesting of JSON text (outside strings), counted before
+ * jansson parses, so a hostile spec of thousands of nested groups is refused
+ * with a clear message; stops counting once past the limit. */
+static size_t json_depth(const char *text, size_t len)
+{
+    size_t depth = 0, max = 0;
+    bool in_str = false, esc = false;
+    for (size_t i = 0; i < len && max <= SPEC_MAX_JSON_DEPTH; i++) {
+        char c = text[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max)
+                max = depth;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return max;
+}
+
 int spec_parse_json(const char *text, size_t len, Sdefed__QuerySpec **out,
                     char *err, size_t errlen)
 {
@@ -819,6 +1657,10 @@ int spec_parse_json(const char *text, size_t len, Sdefed__QuerySpec **out,
         return fail(err, errlen, NULL, "input is %zu bytes, more than the limit of %zu",
                     len, SPEC_MAX_JSON);
 
+    size_t depth = json_depth(text, len);
+    if (depth > SPEC_MAX_JSON_DEPTH)
+        return fail(err, errlen, NULL, "nested more than %d levels deep (cohort groups may "
+                    "nest at most %d)", SPEC_MAX_JSON_DEPTH, SPEC_MAX_DEPTH);
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return json_fail(&je, err, errlen);
@@ -827,6 +1669,7 @@ int spec_parse_json(const char *text, size_t len, Sdefed__QuerySpec **out,
     sdefed__query_spec__init(&b.spec);
     sdefed__cohort__init(&b.cohort);
     sdefed__policy_request__init(&b.policy);
+    sdefed__summary_spec__init(&b.summary);
     b.spec.by = b.by;
 
     rc = parse_root(root, &b, err, errlen);
@@ -884,33 +1727,213 @@ static bool push(json_t *a, json_t *v)
     return json_array_append_new(a, v) == 0;
 }
 
-static json_t *criterion_json(const Sdefed__Criterion *c)
+/* A sorted, de-duplicated JSON array of ids; NULL on ENOMEM. */
+static json_t *ids_json(const int64_t *v, size_t n)
 {
-    json_t *o = json_object();
-    json_t *cs = json_array();
+    json_t *a = json_array();
     int64_t *sorted = NULL;
-    size_t n = c->n_concepts;
-    bool ok = o && cs;
-
-    if (ok && n > 0 && c->concepts) {
+    bool ok = a != NULL;
+    if (ok && n > 0 && v) {
         sorted = malloc(n * sizeof sorted[0]);
         ok = sorted != NULL;
         if (ok) {
-            memcpy(sorted, c->concepts, n * sizeof sorted[0]);
+            memcpy(sorted, v, n * sizeof sorted[0]);
             sort_unique(sorted, &n);
             for (size_t i = 0; ok && i < n; i++)
-                ok = push(cs, json_integer(sorted[i]));
+                ok = push(a, json_integer(sorted[i]));
         }
     }
     free(sorted);
-    ok = ok && put(o, "domain", json_string(spec_domain_name(c->domain)));
-    if (ok) {
-        ok = put(o, "concepts", cs);    /* put() owns cs from here on */
-        cs = NULL;
+    if (!ok) {
+        json_decref(a);
+        return NULL;
     }
+    return a;
+}
+
+static json_t *window_json(const Sdefed__Window *w)
+{
+    json_t *o = json_object();
+    if (o && put(o, "start_days", json_integer(w->start_days)) &&
+        put(o, "end_days", json_integer(w->end_days)))
+        return o;
+    json_decref(o);
+    return NULL;
+}
+
+/* event: NULL for a plain criterion, "all" for an index with event all. */
+static json_t *criterion_json_ex(const Sdefed__Criterion *c, const char *event)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+
+    ok = ok && put(o, "domain", json_string(spec_domain_name(c->domain)));
+    if (ok && (c->n_concepts > 0 || c->domain != SDEFED__DOMAIN__DOMAIN_DEATH))
+        ok = put(o, "concepts", ids_json(c->concepts, c->n_concepts));
     if (ok && c->descendants)
         ok = put(o, "descendants", json_true());
-    json_decref(cs);
+    if (ok && c->n_exclude > 0)
+        ok = put(o, "exclude", ids_json(c->exclude, c->n_exclude));
+    if (ok && c->exclude_descendants)
+        ok = put(o, "exclude_descendants", json_true());
+    if (ok && c->window)
+        ok = put(o, "window", window_json(c->window));
+    if (ok && c->value) {
+        json_t *v = json_object();
+        ok = v != NULL;
+        if (ok && c->value->has_min)
+            ok = put(v, "min", json_real(c->value->min));
+        if (ok && c->value->has_max)
+            ok = put(v, "max", json_real(c->value->max));
+        if (ok)
+            ok = put(o, "value", v);
+        else
+            json_decref(v);
+    }
+    if (ok && c->n_units > 0)
+        ok = put(o, "units", ids_json(c->units, c->n_units));
+    if (ok && c->first_only)
+        ok = put(o, "first_only", json_true());
+    if (ok && event)
+        ok = put(o, "event", json_string(event));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *criterion_json(const Sdefed__Criterion *c)
+{
+    return criterion_json_ex(c, NULL);
+}
+
+static const char *node_key(Sdefed__NodeOp op)
+{
+    return op == SDEFED__NODE_OP__NODE_ALL ? "all" : op == SDEFED__NODE_OP__NODE_ANY ? "any"
+                                                                                    : "not";
+}
+
+/* The value of a group node: an array (all/any) or one node (not).
+ * Recursion is bounded: only children after their parent are followed,
+ * and not deeper than SPEC_MAX_DEPTH + 1 (an invalid spec just stops). */
+static json_t *node_json(const Sdefed__Cohort *co, size_t i, unsigned depth);
+
+static json_t *group_json(const Sdefed__Cohort *co, size_t i, unsigned depth)
+{
+    const Sdefed__CohortNode *nd = co->nodes[i];
+    bool not_ = nd->op == SDEFED__NODE_OP__NODE_NOT;
+    json_t *a = not_ ? NULL : json_array();
+    if (!not_ && !a)
+        return NULL;
+    for (size_t k = 0; k < nd->n_children && nd->children; k++) {
+        uint32_t c = nd->children[k];
+        if (c <= i || c >= co->n_nodes)
+            continue;
+        json_t *v = node_json(co, c, depth + 1);
+        if (!v) {
+            json_decref(a);
+            return NULL;
+        }
+        if (not_)
+            return v;
+        if (!push(a, v)) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return not_ ? json_object() : a;
+}
+
+static json_t *node_json(const Sdefed__Cohort *co, size_t i, unsigned depth)
+{
+    const Sdefed__CohortNode *nd = co->nodes ? co->nodes[i] : NULL;
+    if (!nd || depth > SPEC_MAX_DEPTH + 1)
+        return json_object();
+    if (nd->op == SDEFED__NODE_OP__NODE_CRITERION)
+        return nd->criterion ? criterion_json(nd->criterion) : json_object();
+    json_t *o = json_object();
+    if (o && put(o, node_key(nd->op), group_json(co, i, depth)))
+        return o;
+    json_decref(o);
+    return NULL;
+}
+
+static json_t *cohort_json(const Sdefed__Cohort *co)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (ok && co->index)
+        ok = put(o, "index", criterion_json_ex(co->index, co->index_event ==
+                                               SDEFED__INDEX_EVENT__INDEX_ALL ? "all" : NULL));
+    if (ok && co->n_all > 0 && co->all) {
+        json_t *all = json_array();
+        ok = all != NULL;
+        for (size_t i = 0; ok && i < co->n_all; i++)
+            if (co->all[i])
+                ok = push(all, criterion_json(co->all[i]));
+        if (ok)
+            ok = put(o, "all", all);
+        else
+            json_decref(all);
+    } else if (ok && co->n_nodes > 0 && co->nodes && co->nodes[0]) {
+        const Sdefed__CohortNode *root = co->nodes[0];
+        if (root->op == SDEFED__NODE_OP__NODE_CRITERION) {
+            json_t *all = json_array();
+            ok = all && push(all, node_json(co, 0, 1)) && put(o, "all", all);
+        } else {
+            ok = put(o, node_key(root->op), group_json(co, 0, 1));
+        }
+    }
+    if (ok && co->age) {
+        json_t *a = json_object();
+        ok = a != NULL;
+        if (ok && co->age->has_min)
+            ok = put(a, "min", json_integer(co->age->min));
+        if (ok && co->age->has_max)
+            ok = put(a, "max", json_integer(co->age->max));
+        ok = ok && put(o, "age", a);
+    }
+    if (ok && co->n_sex > 0 && co->sex) {
+        json_t *a = json_array();
+        ok = a != NULL;
+        for (int sx = 1; ok && sx <= 3; sx++)
+            for (size_t i = 0; ok && i < co->n_sex; i++)
+                if ((int)co->sex[i] == sx) {
+                    ok = push(a, json_string(sex_names[sx]));
+                    break;
+                }
+        ok = ok && put(o, "sex", a);
+    }
+    if (ok && co->observation) {
+        json_t *a = json_object();
+        ok = a && put(a, "prior_days", json_integer(co->observation->prior_days)) &&
+             put(a, "post_days", json_integer(co->observation->post_days)) &&
+             put(o, "observation", a);
+    }
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *summary_json(const Sdefed__SummarySpec *sm)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    ok = ok && put(o, "of", json_string(name_of(summary_of_names, COUNT_OF(summary_of_names),
+                                                 (int)sm->of)));
+    if (ok && sm->n_concepts > 0)
+        ok = put(o, "concepts", ids_json(sm->concepts, sm->n_concepts));
+    if (ok && sm->descendants)
+        ok = put(o, "descendants", json_true());
+    if (ok && sm->n_units > 0)
+        ok = put(o, "units", ids_json(sm->units, sm->n_units));
+    if (ok && sm->window)
+        ok = put(o, "window", window_json(sm->window));
+    if (ok && sm->pick == SDEFED__SUMMARY_PICK__PICK_FIRST)
+        ok = put(o, "pick", json_string("first"));
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -929,25 +1952,11 @@ json_t *spec_to_json(const Sdefed__QuerySpec *s)
     ok = ok && put(o, "project", jstr(s->project));
     if (ok && s->dataset && *s->dataset)
         ok = put(o, "dataset", jstr(s->dataset));
-    if (ok && s->cohort && s->cohort->n_all > 0 && s->cohort->all) {
-        json_t *cohort = json_object(), *all = json_array();
-        ok = cohort && all;
-        for (size_t i = 0; ok && i < s->cohort->n_all; i++) {
-            const Sdefed__Criterion *c = s->cohort->all[i];
-            if (c)
-                ok = push(all, criterion_json(c));
-        }
-        if (ok) {
-            ok = put(cohort, "all", all);   /* put() owns all from here on */
-            all = NULL;
-        }
-        if (ok) {
-            ok = put(o, "cohort", cohort);
-            cohort = NULL;
-        }
-        json_decref(all);
-        json_decref(cohort);
-    }
+    if (ok && s->cohort &&
+        ((s->cohort->n_all > 0 && s->cohort->all) || s->cohort->n_nodes > 0 || s->cohort->index))
+        ok = put(o, "cohort", cohort_json(s->cohort));
+    if (ok && s->summary)
+        ok = put(o, "summary", summary_json(s->summary));
     if (ok && s->n_by > 0 && s->by) {
         json_t *by = json_array();
         ok = by != NULL;
@@ -958,6 +1967,10 @@ json_t *spec_to_json(const Sdefed__QuerySpec *s)
         else
             json_decref(by);
     }
+    if (ok && s->age_band_width && s->age_band_width != 10)
+        ok = put(o, "age_band_width", json_integer(s->age_band_width));
+    if (ok && s->margins)
+        ok = put(o, "margins", json_true());
     const Sdefed__PolicyRequest *pol = s->policy;
     if (ok && pol && (pol->min_cell || pol->rounding || pol->zero_is_disclosive)) {
         json_t *po = json_object();

@@ -18,6 +18,7 @@
 
 #include "client.h"
 #include "output.h"
+#include "protocol.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
 
@@ -33,6 +34,8 @@ static void usage(FILE *f)
             "  query SPEC.json|-           run a query at every online site (or --sites)\n"
             "        [--sites a,b] [--timeout SECONDS]\n"
             "  results QUERY_ID            show a stored result again\n"
+            "  protocol keygen|sign|verify signed protocols (see 'sdefed protocol'); no config\n"
+            "query also takes a signed protocol (from 'sdefed protocol sign') in place of SPEC.json\n"
             "options for every command: --format table|json|csv (default table)\n"
             "the config file comes from --config or $SDEFED_CONF\n");
 }
@@ -122,6 +125,9 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    /* `sdefed protocol ...` is offline and has its own options. */
+    if (argc >= 2 && strcmp(argv[1], "protocol") == 0)
+        return protocol_main(argc - 1, argv + 1);
     const char *config_path = getenv("SDEFED_CONF");
     const char *sites_arg = NULL;
     out_format fmt = OUT_TABLE;
@@ -188,7 +194,21 @@ int main(int argc, char **argv)
         char *text = read_spec(args[0], &len, err, sizeof err);
         if (!text)
             return die("%s", err);
-        int rc = spec_parse_json(text, len, &spec, err, sizeof err);
+        protocol_query pq;
+        int rc = protocol_read_query(text, len, &pq, err, sizeof err);
+        spec = pq.spec;
+        if (rc == 0 && pq.is_signed) {
+            static uint8_t sigbuf[PASSPORT_SIG_LEN];
+            static char kidbuf[PASSPORT_KEY_ID_HEX + 1];
+            memcpy(sigbuf, pq.sig, sizeof sigbuf);
+            memcpy(kidbuf, pq.key_id, sizeof kidbuf);
+            submit.protocol_signature.data = sigbuf;
+            submit.protocol_signature.len = sizeof sigbuf;
+            submit.protocol_key_id = kidbuf;
+            if (!pq.embedded_key_ok)
+                fprintf(stderr, "sdefed: warning: %s: the signature does not match the spec; "
+                                "sites will hold or refuse it\n", args[0]);
+        }
         free(text);
         if (rc != 0)
             return die("%s: %s", args[0], err);

@@ -157,6 +157,11 @@ static int finish(FILE *f)
     return 0;
 }
 
+/* Summary kind (issue 3): defined in the summary section below. */
+static bool is_summary(const Sdefed__FederatedResult *r);
+static json_t *summaries_json(Sdefed__Summary *const *s, size_t n, bool pooled);
+static int csv_result_summary(FILE *f, const Sdefed__FederatedResult *r);
+
 /* ---- JSON ------------------------------------------------------------------------ */
 
 /* A JSON string; invalid UTF-8 from the wire gets its non-ASCII bytes
@@ -304,6 +309,8 @@ static json_t *site_json(const Sdefed__SiteResult *s, bool catalog)
         ok = put(o, "policy", json_null());
     }
     ok = ok && put(o, "rules_fired", strings_json(s->rules_fired, s->n_rules_fired));
+    if (ok && s->n_summaries > 0)   /* summary kind (issue 3) */
+        ok = put(o, "summaries", summaries_json(s->summaries, s->n_summaries, false));
     json_decref(list);
     if (!ok) {
         json_decref(o);
@@ -343,6 +350,9 @@ json_t *out_result_json(const Sdefed__FederatedResult *r)
             ok = put(pooled, "cells", cells);
             cells = NULL;
         }
+        if (ok && r->kind == SDEFED__QUERY_KIND__KIND_SUMMARY)   /* issue 3 */
+            ok = put(pooled, "summaries", summaries_json(r->pooled_summaries,
+                                                         r->n_pooled_summaries, true));
         if (ok) {
             ok = put(o, "pooled", pooled);
             pooled = NULL;
@@ -515,6 +525,8 @@ static int csv_result(FILE *f, const Sdefed__FederatedResult *r)
 
     if (is_catalog(r))
         return csv_result_catalog(f, r);
+    if (is_summary(r))
+        return csv_result_summary(f, r);   /* issue 3 */
     if ((rc = cols_collect(r, &c)))
         return rc;
     csv_field(f, "site", true);
@@ -965,6 +977,254 @@ static int table_policies(FILE *f, const Sdefed__FederatedResult *r)
     return 0;
 }
 
+/* ---- summary kind (issue 3) --------------------------------------------------------
+ * JSON: each site gets "summaries": [{"strata":{...}, "n":120, "n_status":"rounded",
+ * "mean":7.1, "mean_status":"exact", "sd":1.2, "sd_status":"exact",
+ * "quantiles":[{"p":0.25,"value":6.3,"status":"exact"},...]}] and "pooled" gets
+ * "summaries" of the same shape without quantiles plus "partial" (some site's
+ * stratum was suppressed) and "sites" (how many contributed). A suppressed
+ * number is null. CSV: site,site_status,<strata>,n,n_status,mean,mean_status,
+ * sd,sd_status,p25,p50,p75,partial (pooled rows leave the quantiles empty:
+ * they are not poolable). Table: one row per site and stratum, then pooled. */
+
+static bool is_summary(const Sdefed__FederatedResult *r)
+{
+    return r->kind == SDEFED__QUERY_KIND__KIND_SUMMARY;
+}
+
+static json_t *num_json(double v, Sdefed__CellStatus st)
+{
+    return released(st) ? json_real(v) : json_null();
+}
+
+static json_t *summary_json(const Sdefed__Summary *s, bool pooled)
+{
+    json_t *o = json_object();
+    bool ok = o && put(o, "strata", strata_json(s->strata, s->n_strata)) &&
+              put(o, "n", released(s->n_status) ? json_integer(s->n) : json_null()) &&
+              put(o, "n_status", json_string(cell_status(s->n_status))) &&
+              put(o, "mean", num_json(s->mean, s->mean_status)) &&
+              put(o, "mean_status", json_string(cell_status(s->mean_status))) &&
+              put(o, "sd", num_json(s->sd, s->sd_status)) &&
+              put(o, "sd_status", json_string(cell_status(s->sd_status)));
+    if (ok && pooled) {
+        ok = put(o, "partial", json_boolean(s->partial)) &&
+             put(o, "sites", json_integer(s->sites));
+    } else if (ok) {
+        json_t *qs = json_array();
+        ok = qs != NULL;
+        for (size_t i = 0; ok && i < s->n_quantiles; i++) {
+            const Sdefed__Quantile *q = s->quantiles[i];
+            json_t *qo = json_object();
+            ok = q && qo && put(qo, "p", json_real(q->p)) &&
+                 put(qo, "value", num_json(q->value, q->status)) &&
+                 put(qo, "status", json_string(cell_status(q->status))) && push(qs, qo);
+            if (!ok && qo && !q)
+                json_decref(qo);
+        }
+        if (ok)
+            ok = put(o, "quantiles", qs);
+        else
+            json_decref(qs);
+    }
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *summaries_json(Sdefed__Summary *const *s, size_t n, bool pooled)
+{
+    json_t *a = json_array();
+    bool ok = a != NULL;
+    for (size_t i = 0; ok && i < n; i++)
+        if (s[i])
+            ok = push(a, summary_json(s[i], pooled));
+    if (!ok) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+static int cols_collect_summary(const Sdefed__FederatedResult *r, struct cols *c)
+{
+    int rc = 0;
+    c->n = 0;
+    for (size_t i = 0; rc == 0 && i < r->n_sites; i++) {
+        const Sdefed__SiteResult *s = r->sites[i];
+        for (size_t j = 0; s && rc == 0 && j < s->n_summaries; j++)
+            if (s->summaries[j])
+                rc = cols_add(c, s->summaries[j]->strata, s->summaries[j]->n_strata);
+    }
+    for (size_t i = 0; rc == 0 && i < r->n_pooled_summaries; i++)
+        if (r->pooled_summaries[i])
+            rc = cols_add(c, r->pooled_summaries[i]->strata, r->pooled_summaries[i]->n_strata);
+    return rc;
+}
+
+/* Text of a released number ("%.4g"), or `none` when it is not released. */
+static void num_text(char *buf, size_t n, double v, Sdefed__CellStatus st, const char *none)
+{
+    if (released(st))
+        snprintf(buf, n, "%.4g", v);
+    else
+        snprintf(buf, n, "%s", none);
+}
+
+/* The quantile with probability p, or NULL. */
+static const Sdefed__Quantile *quantile_at(const Sdefed__Summary *s, double p)
+{
+    for (size_t i = 0; i < s->n_quantiles; i++)
+        if (s->quantiles[i] && s->quantiles[i]->p > p - 1e-9 && s->quantiles[i]->p < p + 1e-9)
+            return s->quantiles[i];
+    return NULL;
+}
+
+static const double summary_ps[3] = { 0.25, 0.5, 0.75 };
+
+/* The number fields of one row: n, mean, sd, p25, p50, p75. */
+static void summary_fields(const Sdefed__Summary *s, bool pooled, const char *none,
+                           char f[6][32])
+{
+    if (released(s->n_status))
+        snprintf(f[0], 32, "%" PRId64, s->n);
+    else
+        snprintf(f[0], 32, "%s", none);
+    num_text(f[1], 32, s->mean, s->mean_status, none);
+    num_text(f[2], 32, s->sd, s->sd_status, none);
+    for (int k = 0; k < 3; k++) {
+        const Sdefed__Quantile *q = pooled ? NULL : quantile_at(s, summary_ps[k]);
+        if (q)
+            num_text(f[3 + k], 32, q->value, q->status, none);
+        else
+            snprintf(f[3 + k], 32, "%s", pooled ? "" : none);
+    }
+}
+
+static int csv_result_summary(FILE *f, const Sdefed__FederatedResult *r)
+{
+    static const char *const tail[] = { "n", "n_status", "mean", "mean_status", "sd",
+                                        "sd_status", "p25", "p50", "p75", "partial" };
+    struct cols c;
+    int rc = cols_collect_summary(r, &c);
+    if (rc)
+        return rc;
+    csv_field(f, "site", true);
+    csv_field(f, "site_status", false);
+    for (size_t k = 0; k < c.n; k++)
+        csv_field(f, c.name[k], false);
+    for (size_t k = 0; k < sizeof tail / sizeof tail[0]; k++)
+        csv_field(f, tail[k], false);
+    csv_end(f);
+    for (size_t i = 0; i <= r->n_sites; i++) {
+        bool pooled = i == r->n_sites;
+        const Sdefed__SiteResult *s = pooled ? NULL : r->sites[i];
+        if (!pooled && !s)
+            continue;
+        char *st = pooled ? strdup("") : status_with_reason(s->status, s->reason);
+        if (!st)
+            return SDF_ENOMEM;
+        Sdefed__Summary *const *list = pooled ? r->pooled_summaries : s->summaries;
+        size_t n = pooled ? r->n_pooled_summaries : s->n_summaries;
+        if (!pooled && (s->status != SDEFED__SITE_STATUS__SITE_OK || n == 0)) {
+            csv_field(f, s->site, true);
+            csv_field(f, st, false);
+            for (size_t k = 0; k < c.n + sizeof tail / sizeof tail[0]; k++)
+                csv_field(f, "", false);
+            csv_end(f);
+            n = 0;
+        }
+        for (size_t j = 0; j < n; j++) {
+            const Sdefed__Summary *x = list[j];
+            char fl[6][32];
+            if (!x)
+                continue;
+            summary_fields(x, pooled, "", fl);
+            csv_field(f, pooled ? "pooled" : s->site, true);
+            csv_field(f, st, false);
+            for (size_t k = 0; k < c.n; k++)
+                csv_field(f, stratum_value(x->strata, x->n_strata, c.name[k]), false);
+            csv_field(f, fl[0], false);
+            csv_field(f, cell_status(x->n_status), false);
+            csv_field(f, fl[1], false);
+            csv_field(f, cell_status(x->mean_status), false);
+            csv_field(f, fl[2], false);
+            csv_field(f, cell_status(x->sd_status), false);
+            csv_field(f, fl[3], false);
+            csv_field(f, fl[4], false);
+            csv_field(f, fl[5], false);
+            csv_field(f, pooled ? (x->partial ? "true" : "false") : "", false);
+            csv_end(f);
+        }
+        free(st);
+    }
+    return finish(f);
+}
+
+static int table_result_summary(FILE *f, const Sdefed__FederatedResult *r)
+{
+    struct cols c;
+    int rc = cols_collect_summary(r, &c);
+    if (rc)
+        return rc;
+    struct table t = { .ncols = c.n + 8, .right = SIZE_MAX };
+    const char *hdr[OUT_MAX_STRATA + 8];
+    size_t n = 0;
+    hdr[n++] = "site";
+    hdr[n++] = "status";
+    for (size_t k = 0; k < c.n; k++)
+        hdr[n++] = c.name[k];
+    hdr[n++] = "n";
+    hdr[n++] = "mean";
+    hdr[n++] = "sd";
+    hdr[n++] = "p25";
+    hdr[n++] = "median";
+    hdr[n++] = "p75";
+    rc = table_add(&t, hdr, n, false);
+    for (size_t i = 0; rc == 0 && i <= r->n_sites; i++) {
+        bool pooled = i == r->n_sites;
+        const Sdefed__SiteResult *s = pooled ? NULL : r->sites[i];
+        if (!pooled && !s)
+            continue;
+        if (!pooled && s->status != SDEFED__SITE_STATUS__SITE_OK) {
+            char *st = status_with_reason(s->status, s->reason);
+            if (!st)
+                return SDF_ENOMEM;
+            const char *row[] = { nz(s->site), st };
+            rc = table_add(&t, row, 2, true);
+            free(st);
+            continue;
+        }
+        Sdefed__Summary *const *list = pooled ? r->pooled_summaries : s->summaries;
+        size_t nl = pooled ? r->n_pooled_summaries : s->n_summaries;
+        for (size_t j = 0; rc == 0 && j < nl; j++) {
+            const Sdefed__Summary *x = list[j];
+            char fl[6][32];
+            const char *row[OUT_MAX_STRATA + 8];
+            size_t m = 0;
+            if (!x)
+                continue;
+            summary_fields(x, pooled, "suppressed", fl);
+            row[m++] = pooled ? "pooled" : nz(s->site);
+            row[m++] = pooled ? (x->partial ? "partial" : "") : "ok";
+            for (size_t k = 0; k < c.n; k++)
+                row[m++] = stratum_value(x->strata, x->n_strata, c.name[k]);
+            for (int k = 0; k < 6; k++)
+                row[m++] = fl[k];
+            rc = table_add(&t, row, m, false);
+        }
+    }
+    if (rc == 0)
+        rc = table_print(f, &t);
+    table_free(&t);
+    if (rc == 0)
+        fprintf(f, "Quantiles are means of histogram bins of at least min_cell persons; "
+                   "they are not pooled.\n");
+    return rc;
+}
+
 static int table_result(FILE *f, const Sdefed__FederatedResult *r)
 {
     char *id = term_safe(r->query_id), *project = term_safe(r->project);
@@ -982,7 +1242,9 @@ static int table_result(FILE *f, const Sdefed__FederatedResult *r)
         if (iso_utc(r->submitted_unix_ms, when, sizeof when))
             fprintf(f, "  submitted %s", when);
         fputc('\n', f);
-        rc = is_catalog(r) ? table_result_catalog(f, r) : table_result_count(f, r);
+        rc = is_catalog(r)   ? table_result_catalog(f, r)
+             : is_summary(r) ? table_result_summary(f, r)   /* issue 3 */
+                             : table_result_count(f, r);
         if (rc == 0)
             rc = table_policies(f, r);
     }

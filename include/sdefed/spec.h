@@ -7,7 +7,8 @@
  * field ("cohort.all[1].domain: unknown domain \"drugs\"") and never echo
  * more than a short, sanitised excerpt of the input.
  *
- * JSON form (issue 2):
+ * JSON form (issue 2; the full cohort language of issue 3 and the summary
+ * kind are described in docs/cohort-language.md):
  *   {"kind": "catalog", "project": "demo"}
  *   {"kind": "count", "project": "demo", "dataset": "omop",
  *    "cohort": {"all": [{"domain": "drug", "concepts": [1118084],
@@ -30,6 +31,15 @@
 #define SPEC_MAX_STRATIFIERS 3
 #define SPEC_MAX_NAME 64             /* project, dataset names */
 #define SPEC_MAX_JSON ((size_t)1 << 20)
+/* Cohort language (issue 3; docs/cohort-language.md). SPEC_MAX_CRITERIA
+ * bounds the criteria of the whole expression (the index not counted). */
+#define SPEC_MAX_NODES 128           /* criteria + all/any/not groups */
+#define SPEC_MAX_DEPTH 12            /* group nesting below the cohort */
+#define SPEC_MAX_JSON_DEPTH 64       /* brackets, checked before jansson parses */
+#define SPEC_MAX_UNITS 100           /* unit concept ids per criterion */
+#define SPEC_MAX_DAYS 36500          /* |window|, observation days */
+#define SPEC_MAX_AGE 150
+#define SPEC_MAX_AGE_BAND_WIDTH 50
 
 /* Parse a JSON spec and validate it. On success returns 0 and sets *out to a
  * spec that the caller frees with sdefed__query_spec__free_unpacked(*out,

@@ -112,6 +112,14 @@ class TinySiteTest(SandboxTestCase):
                     self.assertEqual(pooling_problems(d), [])
                     self.check_no_small_values(d, csv_text, table_text, 10)
                     sites = {s["site"]: s for s in d["sites"]}
+                    # issue 4: on a 40-person site these cohorts differ from
+                    # one another by a few persons, so the agent's
+                    # differencing control may refuse later ones: stricter,
+                    # and it releases nothing.
+                    if sites["tiny"]["status"] == "refused" and \
+                            sites["tiny"]["reason"].startswith("differencing:"):
+                        self.assertEqual(sites["tiny"].get("cells", []), [])
+                        continue
                     self.assertEqual(sites["tiny"]["status"], "ok", sites["tiny"])
                     self.assertEqual(stderr.strip(), "", "CLI stderr on success: %r" % stderr)
                     cells = {strata_key(c["strata"]): c for c in sites["tiny"]["cells"]}
@@ -202,17 +210,19 @@ class StricterPolicyTest(SandboxTestCase):
 
     def test_stricter_request_is_honoured(self):
         # A stricter request wins. A requested rounding base becomes the
-        # smallest multiple of the site's base at least as large (agent/
-        # disclosure/disclosure.c), so every release stays a multiple of
-        # the site's own base: 25 -> 30 over a site base of 10.
+        # smallest ODD multiple of the site's base at least as large, and a
+        # requested min_cell the next boundary of the site's rounding
+        # intervals (agent/disclosure/disclosure.h, issue 4), so a stricter
+        # answer is a function of the site's: 25 -> 30 over a site base of
+        # 10, min_cell 50 -> 55.
         spec = count_spec(SPECS["hypertension"], ["sex", "age_band"],
                           policy={"min_cell": 50, "rounding": 25})
         d = self.sb.query(spec)
-        self.check(d, 50, 30)
+        self.check(d, 55, 30)
         for s in d["sites"]:
             cells = {strata_key(c["strata"]): c for c in s["cells"]}
             truth = true_counts(self.sb.db_path(s["site"]), SPECS["hypertension"],
                                 ["sex", "age_band"])
             for k, n in truth.items():
                 self.assertEqual((cells[k]["value"], cells[k]["status"]),
-                                 expected_release(n, 50, 30), "%s %r (true %d)" % (s["site"], k, n))
+                                 expected_release(n, 55, 30), "%s %r (true %d)" % (s["site"], k, n))

@@ -250,7 +250,8 @@ static void test_merge_never_looser(void **state)
                 for (size_t rm = 0; rm < sizeof req_vals / sizeof req_vals[0]; rm++)
                     for (size_t rr = 0; rr < sizeof req_vals / sizeof req_vals[0]; rr++)
                         for (int rz = 0; rz <= 1; rz++) {
-                            disc_policy site = { site_vals[sm], site_vals[sr], sz };
+                            disc_policy site = { .min_cell = site_vals[sm], .rounding = site_vals[sr],
+                                                 .zero_is_disclosive = sz };
                             disc_policy out;
                             memset(&out, 0, sizeof out);
                             disc_policy_merge(&site, req_vals[rm], req_vals[rr], rz, &out);
@@ -262,12 +263,17 @@ static void test_merge_never_looser(void **state)
                                 assert_true(out.zero_is_disclosive);
                             if (rz)
                                 assert_true(out.zero_is_disclosive);
-                            /* stricter requests are honoured (up to the cap) */
-                            if (req_vals[rm] > site.min_cell && req_vals[rm] <= 1000000000)
-                                assert_int_equal(out.min_cell, req_vals[rm]);
+                            /* stricter requests are honoured (up to the cap),
+                             * coarsened to the site's grid (issue 4) */
+                            if (req_vals[rm] > site.min_cell && req_vals[rm] <= 1000000000 -
+                                                                    2 * site.rounding)
+                                assert_true(out.min_cell >= req_vals[rm] &&
+                                            out.min_cell <= req_vals[rm] + 2 * site.rounding);
                             if (req_vals[rr] > 0)
                                 assert_true(out.rounding >= req_vals[rr] ||
-                                            out.rounding > 1000000000 - site.rounding);
+                                            out.rounding > 1000000000 - 2 * site.rounding);
+                            /* odd multiples of the site base only */
+                            assert_int_equal((out.rounding / site.rounding) % 2, 1);
                             /* looser or unset requests change nothing */
                             if (req_vals[rm] <= site.min_cell)
                                 assert_int_equal(out.min_cell, site.min_cell);
@@ -296,13 +302,26 @@ static void test_merge_examples(void **state)
     assert_int_equal(out.min_cell, 10);
     assert_int_equal(out.rounding, 5);
     assert_false(out.zero_is_disclosive);
+    /* min_cell 20 -> 23: the next value where the site's 5-rounding
+     * changes (23 -> 25, 22 -> 20); rounding 10 -> 15 (odd multiple) */
     disc_policy_merge(&site, 20, 10, true, &out);
-    assert_int_equal(out.min_cell, 20);
-    assert_int_equal(out.rounding, 10);
+    assert_int_equal(out.min_cell, 23);
+    assert_int_equal(out.rounding, 15);
     assert_true(out.zero_is_disclosive);
-    /* 7 is rounded up to a multiple of the site base */
+    /* 7 is rounded up to an odd multiple of the site base */
     disc_policy_merge(&site, 0, 7, false, &out);
-    assert_int_equal(out.rounding, 10);
+    assert_int_equal(out.rounding, 15);
+    disc_policy_merge(&site, 18, 15, false, &out);
+    assert_int_equal(out.min_cell, 18);
+    assert_int_equal(out.rounding, 15);
+    disc_policy_merge(&site, 0, 16, false, &out);
+    assert_int_equal(out.rounding, 25);
+    /* the rest of the policy comes from the site, defaults filled in */
+    assert_int_equal(out.max_identical, 7);
+    assert_int_equal(out.identical_window_days, 30);
+    assert_int_equal(out.dominance_n, 2);
+    assert_true(out.dominance_k > 0.89 && out.dominance_k < 0.91);
+    assert_int_equal(out.min_dof, 10);
     /* a site policy that was never checked is still a floor */
     disc_policy bad = { .min_cell = 0, .rounding = 0, .zero_is_disclosive = false };
     disc_policy_merge(&bad, 0, 0, false, &out);
@@ -351,9 +370,123 @@ static void test_rules_accumulate(void **state)
     assert_int_equal(disc_count(&p, 3, NULL).status, DISC_SUPPRESSED);
 }
 
+/* The open question of the query engine: an analyst asking for several
+ * policies must not learn more than under the site's alone. For every site
+ * policy and every request, the merged answer is a FUNCTION of the site
+ * answer: no two counts with the same site answer get different merged
+ * answers (so intersecting intervals gains nothing). */
+static void test_merge_is_coarsening(void **state)
+{
+    (void)state;
+    static const int64_t site_mc[] = { 1, 3, 5, 10, 11 };
+    static const int64_t site_r[] = { 1, 2, 3, 5, 10 };
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 5; b++)
+            for (int64_t rm = 0; rm <= 40; rm += 1)
+                for (int64_t rr = 0; rr <= 40; rr += 3)
+                    for (int z = 0; z <= 1; z++) {
+                        disc_policy site;
+                        disc_policy_default(&site);
+                        site.min_cell = site_mc[a];
+                        site.rounding = site_r[b];
+                        disc_policy m;
+                        disc_policy_merge(&site, rm, rr, z, &m);
+                        /* map site answer -> merged answer over n in 0..400 */
+                        int64_t seen_val[1000];
+                        int seen_st[1000];
+                        for (size_t k = 0; k < 1000; k++)
+                            seen_st[k] = -1;
+                        for (int64_t n = 0; n <= 400; n++) {
+                            disc_value s = disc_count(&site, n, NULL);
+                            disc_value o = disc_count(&m, n, NULL);
+                            size_t key = s.status == DISC_SUPPRESSED ? 999
+                                                                    : (size_t)s.value;
+                            assert_true(key < 1000);
+                            int st = (int)o.status;
+                            if (seen_st[key] < 0) {
+                                seen_st[key] = st;
+                                seen_val[key] = o.value;
+                            } else {
+                                assert_int_equal(seen_st[key], st);
+                                assert_int_equal(seen_val[key], o.value);
+                            }
+                        }
+                    }
+}
+
+/* ...and the naive merge (any multiple, any threshold) would leak: with
+ * rounding 10 next to the site's 5, n = 13 and n = 17 share the site answer
+ * 15 but get 10 and 20. This is the attack the rule above prevents. */
+static void test_even_multiple_would_leak(void **state)
+{
+    (void)state;
+    disc_policy site, naive;
+    disc_policy_default(&site);
+    naive = site;
+    naive.rounding = 10;
+    assert_int_equal(disc_count(&site, 13, NULL).value, disc_count(&site, 17, NULL).value);
+    assert_int_not_equal(disc_count(&naive, 13, NULL).value, disc_count(&naive, 17, NULL).value);
+}
+
+/* Deterministic noise: same key and index, same noise; different index or
+ * key, independent draws; roughly the right spread; noised counts are
+ * never released below min_cell and carry status NOISED. */
+static void test_noise(void **state)
+{
+    (void)state;
+    unsigned char k1[32], k2[32];
+    memset(k1, 1, sizeof k1);
+    memset(k2, 2, sizeof k2);
+    assert_int_equal(disc_geometric_noise(k1, 7, 1.0, 1.0), disc_geometric_noise(k1, 7, 1.0, 1.0));
+    int differ_idx = 0, differ_key = 0;
+    double sum = 0, sumsq = 0;
+    for (uint64_t i = 0; i < 4000; i++) {
+        int64_t a = disc_geometric_noise(k1, i, 0.5, 1.0);
+        differ_idx += a != disc_geometric_noise(k1, i + 1, 0.5, 1.0);
+        differ_key += a != disc_geometric_noise(k2, i, 0.5, 1.0);
+        sum += (double)a;
+        sumsq += (double)a * (double)a;
+    }
+    assert_true(differ_idx > 3000);
+    assert_true(differ_key > 3000);
+    /* two-sided geometric, alpha = e^-0.5: variance 2a/(1-a)^2 ~ 7.83 */
+    double mean = sum / 4000, var = sumsq / 4000 - mean * mean;
+    assert_true(mean > -0.5 && mean < 0.5);
+    assert_true(var > 5.5 && var < 10.5);
+    disc_policy p;
+    disc_policy_default(&p);
+    p.dp_epsilon = 0.5;
+    p.dp_budget = 5;
+    int noised = 0;
+    for (uint64_t i = 0; i < 1000; i++) {
+        unsigned rules = 0;
+        disc_value v = disc_count_noised(&p, (int64_t)(i % 40), k1, i, &rules);
+        assert_true(rules & DISC_RULE_NOISE);
+        if (v.status == DISC_SUPPRESSED) {
+            assert_int_equal(v.value, 0);
+            continue;
+        }
+        assert_int_equal(v.status, DISC_NOISED);
+        assert_true(v.value == 0 || v.value >= p.min_cell);
+        assert_int_equal(v.value % p.rounding, 0);
+        noised++;
+    }
+    assert_true(noised > 300);
+    /* policy checks of the new fields */
+    assert_int_equal(disc_policy_check(&p, NULL, 0), 0);
+    p.dp_budget = 0.1;
+    assert_int_equal(disc_policy_check(&p, NULL, 0), SDF_ECONFIG);
+    disc_policy_default(&p);
+    p.dominance_k = 1.5;
+    assert_int_equal(disc_policy_check(&p, NULL, 0), SDF_ECONFIG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_merge_is_coarsening),
+        cmocka_unit_test(test_even_multiple_would_leak),
+        cmocka_unit_test(test_noise),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_check_rejects),
         cmocka_unit_test(test_default_policy_exhaustive),

@@ -402,6 +402,19 @@ static int send_result(agent *a, Sdefed__QueryResult *r)
     return agent_link_send(a, &env);
 }
 
+/* Undo review_mark_notified's flag (not its audit entry) for item id. */
+static int held_unmark_notified(state *s, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(state_db(s), "UPDATE held SET notified = 0 WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return SDF_EDB;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : SDF_EDB;
+}
+
 int gov_daemon_poll(agent *a)
 {
     const agent_config *cfg = &a->cfg->cfg;
@@ -411,7 +424,7 @@ int gov_daemon_poll(agent *a)
     int n = review_expire_due(s, now_ms());
     if (n > 0)
         log_info("%d held result(s) expired without review", n);
-    if (a->state != LINK_READY)
+    if (a->state != LINK_READY || !a->link)
         return 0;
     int sent = 0;
     for (int i = 0; i < 16; i++) {
@@ -453,18 +466,32 @@ int gov_daemon_poll(agent *a)
                 break;
             }
         }
-        int rc = send_result(a, r);
-        sdefed__query_result__free_unpacked(r, NULL);
-        if (rc != 0) {
-            held_item_clear(&h);
-            break;     /* link down: try again on a later tick */
-        }
+        /* Record the release before anything leaves: if the state database
+         * cannot take the audit entry (disk full, I/O error, busy), nothing
+         * is sent and the item stays outgoing for a later tick. */
         char spec_sha[AUDIT_HASH_HEX + 1];
         audit_entry e = review_audit_entry(&h, "released", "agent",
                                            "approved result sent to the coordinator", spec_sha);
-        if (review_mark_notified(s, h.id, approved ? &e : NULL) != 0)
-            log_error("held result #%lld sent but not marked (it may be sent again)",
+        if (review_mark_notified(s, h.id, approved ? &e : NULL) != 0) {
+            log_error("held result #%lld not sent: its release cannot be recorded",
                       (long long)h.id);
+            sdefed__query_result__free_unpacked(r, NULL);
+            held_item_clear(&h);
+            break;
+        }
+        int rc = send_result(a, r);
+        sdefed__query_result__free_unpacked(r, NULL);
+        if (rc != 0) {
+            /* Not delivered after all: make it outgoing again so it is sent
+             * on a later tick (the audit log then over-states, never
+             * under-states, what left). */
+            log_warn("held result #%lld recorded as released but not delivered (%s); "
+                     "it will be sent again", (long long)h.id, sdf_strerror(rc));
+            if (held_unmark_notified(s, h.id) != 0)
+                log_error("held result #%lld: cannot mark it outgoing again", (long long)h.id);
+            held_item_clear(&h);
+            break;     /* link down: try again on a later tick */
+        }
         log_info("query %s: %s result #%lld sent to the coordinator", h.query_id, h.state,
                  (long long)h.id);
         held_item_clear(&h);

@@ -78,13 +78,20 @@ def main():
     pids = {n: sb.pid(n) for n in names}
     stop = threading.Event()
     lat, errors, lock = [], [], threading.Lock()
+    answers = {}   # spec index -> the first answer seen
     samples = []   # (t, {name: (rss, fds)})
 
     def analyst(i):
+        try:
+            analyst_loop(i)
+        except Exception as e:   # a crashed analyst thread is a failed run
+            with lock:
+                errors.append("analyst %d crashed: %r" % (i, e))
+
+    def analyst_loop(i):
         k = i
         while not stop.is_set():
             spec = SPECS[k % len(SPECS)]
-            k += 1
             t0 = time.monotonic()
             p = sb.cli("query", "-", "--format", "json", "--timeout", "30",
                        input=json.dumps(spec), timeout=120)
@@ -96,6 +103,17 @@ def main():
                 if bad:
                     ok = False
                     p = "%d sites not ok, e.g. %s" % (len(bad), bad[0])
+                else:
+                    # The same question on the same data must get the same
+                    # answer every time: anything else is a mismatched result.
+                    answer = json.dumps({"sites": d["sites"], "pooled": d.get("pooled")},
+                                        sort_keys=True)
+                    with lock:
+                        first = answers.setdefault(k % len(SPECS), answer)
+                    if answer != first:
+                        ok = False
+                        p = "mismatched result for spec %d" % (k % len(SPECS))
+            k += 1
             with lock:
                 if ok:
                     lat.append((time.monotonic(), dt))
@@ -126,7 +144,8 @@ def main():
     steady = [d for (t, d) in lat if t - t_start >= warmup]
     print("\n%d analysts x %.0f s against %d sites (%d persons each), warm-up %.0f s"
           % (a.analysts, a.seconds, a.sites, a.persons, warmup))
-    print("queries ok: %d   failed: %d   throughput: %.1f queries/s (steady state)"
+    print("queries ok (answer identical to the first for its spec): %d   failed or "
+          "mismatched: %d   throughput: %.1f queries/s (steady state)"
           % (len(lat), len(errors), len(steady) / max(1e-9, (t_end - t_start - warmup))))
     if steady:
         q = sorted(steady)

@@ -54,6 +54,7 @@ static const char pki_script[] =
     "issue client site-a v3_client\n"
     "issue revoked site-r v3_client\n"
     "issue expired site-x v3_client -startdate 20200101000000Z -enddate 20210101000000Z\n"
+    "issue future site-f v3_client -startdate 20990101000000Z -enddate 21000101000000Z\n"
     "issue clientonly site-b v3_client\n"
     "openssl ca -config ca.cnf -revoke revoked.pem\n"
     "openssl ca -config ca.cnf -gencrl -out crl.pem\n"
@@ -398,6 +399,16 @@ static void test_expired_client_refused(void **state)
     tls_ctx_free(cctx);
 }
 
+static void test_not_yet_valid_client_refused(void **state)
+{
+    (void)state;
+    tls_ctx *sctx = make_ctx(TLS_ROLE_SERVER, "server", "ca.pem", NULL, NULL);
+    tls_ctx *cctx = make_ctx(TLS_ROLE_CLIENT, "future", "ca.pem", NULL, NULL);
+    expect_refused(sctx, cctx, 1, SDF_EAUTH, "certificate is not yet valid");
+    tls_ctx_free(sctx);
+    tls_ctx_free(cctx);
+}
+
 static void test_crl(void **state)
 {
     (void)state;
@@ -706,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_client_from_other_ca_refused),
         cmocka_unit_test(test_server_from_other_ca_refused),
         cmocka_unit_test(test_expired_client_refused),
+        cmocka_unit_test(test_not_yet_valid_client_refused),
         cmocka_unit_test(test_crl),
         cmocka_unit_test(test_pin),
         cmocka_unit_test(test_client_cert_cannot_act_as_server),

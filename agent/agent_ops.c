@@ -46,34 +46,6 @@ static const char *state_name(link_state s)
     return "unknown";
 }
 
-static void iso_time(time_t t, char *out, size_t len)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* {"file":..., "not_after":..., "days_left":N, "warning":bool} or an error. */
-static json_t *cert_json(const char *path, unsigned warn_days, time_t now)
-{
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    json_object_set_new(o, "file", json_string(path));
-    int64_t na;
-    if (ctl_cert_not_after(path, &na) != 0) {
-        json_object_set_new(o, "error", json_string("cannot read the certificate"));
-        return o;
-    }
-    char when[32];
-    iso_time((time_t)na, when, sizeof when);
-    long days = ctl_days_left(na, now);
-    json_object_set_new(o, "not_after", json_string(when));
-    json_object_set_new(o, "days_left", json_integer(days));
-    json_object_set_new(o, "warning", json_boolean(days < (long)warn_days));
-    return o;
-}
-
 static char *render(void *arg)
 {
     agent *a = arg;
@@ -102,7 +74,7 @@ static char *render(void *arg)
     json_object_set_new(o, "datasets", json_integer((json_int_t)c->n_datasets));
     if (ops.last_error[0]) {
         char when[32];
-        iso_time(ops.last_error_at, when, sizeof when);
+        ctl_iso_time(ops.last_error_at, when, sizeof when);
         json_object_set_new(o, "last_error", json_string(ops.last_error));
         json_object_set_new(o, "last_error_at", json_string(when));
     } else {
@@ -110,8 +82,8 @@ static char *render(void *arg)
     }
     json_t *certs = json_object();
     if (certs) {
-        json_object_set_new(certs, "site", cert_json(c->cert, c->cert_warn_days, now));
-        json_object_set_new(certs, "ca", cert_json(c->ca, c->cert_warn_days, now));
+        json_object_set_new(certs, "site", ctl_cert_json(c->cert, c->cert_warn_days, now));
+        json_object_set_new(certs, "ca", ctl_cert_json(c->ca, c->cert_warn_days, now));
         json_object_set_new(o, "certificates", certs);
     }
     json_object_set_new(o, "cert_expiry_warn_days", json_integer(c->cert_warn_days));

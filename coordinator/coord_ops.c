@@ -54,33 +54,6 @@ static const char *status_name(size_t i)
     return i < sizeof status_names / sizeof status_names[0] ? status_names[i] : "other";
 }
 
-static void iso_time(time_t t, char *out, size_t len)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static json_t *cert_json(const char *path, unsigned warn_days, time_t now)
-{
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    json_object_set_new(o, "file", json_string(path));
-    int64_t na;
-    if (ctl_cert_not_after(path, &na) != 0) {
-        json_object_set_new(o, "error", json_string("cannot read the certificate"));
-        return o;
-    }
-    char when[32];
-    iso_time((time_t)na, when, sizeof when);
-    long days = ctl_days_left(na, now);
-    json_object_set_new(o, "not_after", json_string(when));
-    json_object_set_new(o, "days_left", json_integer(days));
-    json_object_set_new(o, "warning", json_boolean(days < (long)warn_days));
-    return o;
-}
-
 static char *render_status(void *arg)
 {
     coord *co = arg;
@@ -106,7 +79,7 @@ static char *render_status(void *arg)
         json_object_set_new(j, "online", json_boolean(s->link != NULL));
         if (s->last_seen_ms) {
             char when[32];
-            iso_time((time_t)(s->last_seen_ms / 1000), when, sizeof when);
+            ctl_iso_time((time_t)(s->last_seen_ms / 1000), when, sizeof when);
             json_object_set_new(j, "last_seen", json_string(when));
             json_object_set_new(j, "last_seen_seconds_ago",
                                 json_integer((json_int_t)((now_ms - s->last_seen_ms) / 1000)));
@@ -143,8 +116,8 @@ static char *render_status(void *arg)
     json_object_set_new(o, "reload_failures", json_integer((json_int_t)co->n_reload_failures));
     json_t *certs = json_object();
     if (certs) {
-        json_object_set_new(certs, "coordinator", cert_json(co->cfg.cert, co->cfg.cert_warn_days, now));
-        json_object_set_new(certs, "ca", cert_json(co->cfg.ca, co->cfg.cert_warn_days, now));
+        json_object_set_new(certs, "coordinator", ctl_cert_json(co->cfg.cert, co->cfg.cert_warn_days, now));
+        json_object_set_new(certs, "ca", ctl_cert_json(co->cfg.ca, co->cfg.cert_warn_days, now));
         json_object_set_new(o, "certificates", certs);
     }
     json_object_set_new(o, "sites", sites);

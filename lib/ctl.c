@@ -276,3 +276,30 @@ long ctl_days_left(int64_t not_after, time_t now)
     /* floor division */
     return (long)(d >= 0 ? d / 86400 : -((-d + 86399) / 86400));
 }
+
+void ctl_iso_time(time_t t, char *out, size_t len)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+json_t *ctl_cert_json(const char *path, unsigned warn_days, time_t now)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "file", json_string(path));
+    int64_t na;
+    if (ctl_cert_not_after(path, &na) != 0) {
+        json_object_set_new(o, "error", json_string("cannot read the certificate"));
+        return o;
+    }
+    char when[32];
+    ctl_iso_time((time_t)na, when, sizeof when);
+    long days = ctl_days_left(na, now);
+    json_object_set_new(o, "not_after", json_string(when));
+    json_object_set_new(o, "days_left", json_integer(days));
+    json_object_set_new(o, "warning", json_boolean(days < (long)warn_days));
+    return o;
+}

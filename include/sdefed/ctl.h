@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+#include <jansson.h>
 #include <uv.h>
 
 #include "sdefed/err.h"
@@ -67,5 +69,13 @@ int ctl_cert_not_after(const char *path, int64_t *not_after) SDF_MUSTCHECK;
 
 /* Days from now until not_after, rounded down (negative once expired). */
 long ctl_days_left(int64_t not_after, time_t now);
+
+/* "2026-11-23T14:00:00Z" for t, into out (at least 21 bytes). */
+void ctl_iso_time(time_t t, char *out, size_t len);
+
+/* Status JSON for one certificate file: {"file", "not_after", "days_left",
+ * "warning": days_left < warn_days} or {"file", "error"}. New reference,
+ * NULL on ENOMEM. Shared by both daemons' status documents. */
+json_t *ctl_cert_json(const char *path, unsigned warn_days, time_t now);
 
 #endif

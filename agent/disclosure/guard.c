@@ -3,6 +3,8 @@
  */
 #include "disclosure/guard.h"
 
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,105 @@
 
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
+
+/* Idle ledger handles kept open between queries (opening one per query
+ * cost an open, a schema check and, on the last close, a WAL checkpoint
+ * with two fsyncs). A handle is taken out of the pool by one query at a
+ * time, so no two threads ever use it at once; it is returned only if
+ * every ledger call on it succeeded, and reused only while
+ * state_dir/disclosure.db is still the file it was opened on (the open
+ * handle pins the inode, so dev+inode cannot be recycled under it). */
+#define LEDGER_POOL 8
+
+typedef struct ledger_slot {
+    disc_ledger *l;
+    dev_t dev;
+    ino_t ino;
+    char dir[PATH_MAX];
+} ledger_slot;
+
+static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static ledger_slot g_pool[LEDGER_POOL];
+
+static bool ledger_file_id(const char *state_dir, dev_t *dev, ino_t *ino)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/%s", state_dir, DISC_LEDGER_FILE) >= (int)sizeof path ||
+        stat(path, &st) != 0)
+        return false;
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return true;
+}
+
+/* A pooled handle for state_dir, or a freshly opened one. */
+static int ledger_take(const char *state_dir, disc_ledger **out, dev_t *dev, ino_t *ino)
+{
+    disc_ledger *stale[LEDGER_POOL];
+    size_t n_stale = 0;
+    *out = NULL;
+    bool have_id = ledger_file_id(state_dir, dev, ino);
+    pthread_mutex_lock(&g_pool_mu);
+    for (size_t i = 0; i < LEDGER_POOL; i++) {
+        ledger_slot *s = &g_pool[i];
+        if (!s->l || strcmp(s->dir, state_dir) != 0)
+            continue;
+        if (have_id && s->dev == *dev && s->ino == *ino && !*out) {
+            *out = s->l;
+        } else if (!have_id || s->dev != *dev || s->ino != *ino) {
+            stale[n_stale++] = s->l;   /* the file was replaced or removed */
+        } else {
+            continue;
+        }
+        s->l = NULL;
+    }
+    pthread_mutex_unlock(&g_pool_mu);
+    for (size_t i = 0; i < n_stale; i++)
+        disc_ledger_close(stale[i]);
+    if (*out)
+        return 0;
+    int err = disc_ledger_open(state_dir, out);
+    if (err == 0 && !ledger_file_id(state_dir, dev, ino))
+        *dev = 0, *ino = 0;   /* not poolable */
+    return err;
+}
+
+/* Return a healthy handle to the pool (or close it if the pool is full). */
+static void ledger_give(disc_ledger *l, const char *state_dir, dev_t dev, ino_t ino)
+{
+    if (!l)
+        return;
+    if (ino != 0 && strlen(state_dir) < PATH_MAX) {
+        pthread_mutex_lock(&g_pool_mu);
+        for (size_t i = 0; i < LEDGER_POOL; i++) {
+            ledger_slot *s = &g_pool[i];
+            if (!s->l) {
+                s->l = l;
+                s->dev = dev;
+                s->ino = ino;
+                snprintf(s->dir, sizeof s->dir, "%s", state_dir);
+                l = NULL;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&g_pool_mu);
+    }
+    disc_ledger_close(l);
+}
+
+void disc_guard_pool_drain(void)
+{
+    disc_ledger *all[LEDGER_POOL];
+    pthread_mutex_lock(&g_pool_mu);
+    for (size_t i = 0; i < LEDGER_POOL; i++) {
+        all[i] = g_pool[i].l;
+        g_pool[i].l = NULL;
+    }
+    pthread_mutex_unlock(&g_pool_mu);
+    for (size_t i = 0; i < LEDGER_POOL; i++)
+        disc_ledger_close(all[i]);
+}
 
 static int64_t now_seconds(void)
 {
@@ -76,16 +177,35 @@ int disc_guard_begin(disc_guard *g, const agent_config *cfg, const Sdefed__Query
     if (!ok)
         return SDF_ENOMEM;
 
-    err = disc_ledger_open(cfg->state_dir, &g->ledger);
+    err = ledger_take(cfg->state_dir, &g->ledger, &g->ledger_dev, &g->ledger_ino);
     if (err)
         return err;
     g->active = true;
+    snprintf(g->state_dir, sizeof g->state_dir, "%s", cfg->state_dir);
 
+    /* The repeat record must be on disk before anything is released. When
+     * a FULL commit on this ledger follows before any release (the DP
+     * charge, before data is read; or the differencing record, after the
+     * count and before release), commit it without its own fsync: WAL
+     * frames reach the disk in order, so that later fsync covers it. A
+     * query refused or failed before that commit releases nothing. */
+    bool count_like = spec->kind == SDEFED__QUERY_KIND__KIND_COUNT ||
+                      spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY;
+    bool later_full = pol->dp_epsilon > 0.0 || (pol->differencing && count_like);
     bool refused = false;
-    err = disc_ledger_repeat(g->ledger, who(req->requester), g->qhash, now_seconds(),
-                             pol->identical_window_days * 86400, pol->max_identical, &refused);
-    if (err)
+    err = later_full ? disc_ledger_set_full_sync(g->ledger, false) : 0;
+    if (err == 0)
+        err = disc_ledger_repeat(g->ledger, who(req->requester), g->qhash, now_seconds(),
+                                 pol->identical_window_days * 86400, pol->max_identical,
+                                 &refused);
+    /* Back to FULL whatever happened; a handle that cannot be switched
+     * back fails the query and is never reused. */
+    if (later_full && disc_ledger_set_full_sync(g->ledger, true) != 0 && err == 0)
+        err = SDF_EDB;
+    if (err) {
+        g->ledger_failed = true;
         return err;
+    }
     if (refused) {
         g->rules |= DISC_RULE_REPEAT;
         snprintf(reason, reason_len,
@@ -98,8 +218,10 @@ int disc_guard_begin(disc_guard *g, const agent_config *cfg, const Sdefed__Query
         const char *project = spec->project && spec->project[0] ? spec->project : who(NULL);
         err = disc_ledger_dp_spend(g->ledger, project, pol->dp_epsilon, pol->dp_budget,
                                    &g->dp_spent, &refused);
-        if (err)
+        if (err) {
+            g->ledger_failed = true;
             return err;
+        }
         if (refused) {
             g->rules |= DISC_RULE_DP_BUDGET;
             snprintf(reason, reason_len,
@@ -121,8 +243,10 @@ int disc_guard_cohort(disc_guard *g, const disc_policy *pol, const Sdefed__Query
     int err = disc_ledger_cohort(g->ledger, who(req->requester), project, persons, n,
                                  pol->min_cell, now_seconds(), pol->differencing_days * 86400,
                                  pol->differencing_keep, &refused);
-    if (err)
+    if (err) {
+        g->ledger_failed = true;
         return err;
+    }
     if (refused) {
         g->rules |= DISC_RULE_DIFFERENCING;
         snprintf(reason, reason_len,
@@ -135,7 +259,10 @@ int disc_guard_cohort(disc_guard *g, const disc_policy *pol, const Sdefed__Query
 
 void disc_guard_end(disc_guard *g)
 {
-    disc_ledger_close(g->ledger);
+    if (g->ledger_failed)
+        disc_ledger_close(g->ledger);   /* never reuse a handle that failed */
+    else
+        ledger_give(g->ledger, g->state_dir, g->ledger_dev, g->ledger_ino);
     g->ledger = NULL;
     g->active = false;
     memset(g->noise_key, 0, sizeof g->noise_key);

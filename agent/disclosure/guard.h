@@ -28,6 +28,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
+#include <sys/types.h>
 
 #include "agent_config.h"
 #include "disclosure/disclosure.h"
@@ -42,6 +44,10 @@ typedef struct disc_guard {
     char data_version[64];
     double dp_spent;              /* project total after this query (DP on) */
     unsigned rules;               /* DISC_RULE_* bits of refusals */
+    bool ledger_failed;           /* a ledger call failed: do not pool the handle */
+    dev_t ledger_dev;             /* identity of disclosure.db when opened */
+    ino_t ledger_ino;             /* (0: do not pool) */
+    char state_dir[PATH_MAX];
 } disc_guard;
 
 /* Set up *g for req (spec already validated), ds = the dataset the query
@@ -59,6 +65,14 @@ int disc_guard_cohort(disc_guard *g, const disc_policy *pol, const Sdefed__Query
                       const int64_t *persons, size_t n, char *reason,
                       size_t reason_len) SDF_MUSTCHECK;
 
+/* Release g's ledger handle: a handle on which every call succeeded goes
+ * back to a small process-wide pool and is reused by the next query on the
+ * same state_dir (one query at a time), as long as disclosure.db is still
+ * the same file; others are closed. */
 void disc_guard_end(disc_guard *g);
+
+/* Close every pooled ledger handle (at daemon exit; in tests before removing a state_dir).
+ * Safe at any time: handles in use by a query are not in the pool. */
+void disc_guard_pool_drain(void);
 
 #endif

@@ -139,6 +139,16 @@ void disc_ledger_close(disc_ledger *l)
     free(l);
 }
 
+int disc_ledger_set_full_sync(disc_ledger *l, bool full)
+{
+    const char *sql = full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+    if (sqlite3_exec(l->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        log_error("disclosure ledger: %s", sqlite3_errmsg(l->db));
+        return SDF_EDB;
+    }
+    return 0;
+}
+
 static int begin(disc_ledger *l)
 {
     return sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : SDF_EDB;

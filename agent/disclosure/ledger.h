@@ -25,8 +25,9 @@
  * min_cell or more (the symmetric difference is at least that), so a
  * differencing check costs O(kept x persons) time and O(persons) memory.
  *
- * Threads: a handle is for one thread at a time; each query opens its own
- * (SQLite serialises writers with busy_timeout). Every check-and-record is
+ * Threads: a handle is for one thread at a time; each query takes its own
+ * (guard.c keeps idle handles in a small pool rather than reopening per
+ * query; SQLite serialises writers with busy_timeout). Every check-and-record is
  * one BEGIN IMMEDIATE transaction, so two concurrent queries cannot both
  * pass a limit that only one of them should.
  */
@@ -53,6 +54,14 @@ int disc_secret_load(const char *state_dir, unsigned char out[32]) SDF_MUSTCHECK
  * SDF_EIO / SDF_ENOMEM (*out NULL). Close with disc_ledger_close. */
 int disc_ledger_open(const char *state_dir, disc_ledger **out) SDF_MUSTCHECK;
 void disc_ledger_close(disc_ledger *l);
+
+/* Switch l's commits between synchronous=FULL (the default: each commit is
+ * fsync'd before it returns) and NORMAL (committed and atomic, survives a
+ * process crash, but reaches the disk only with the next FULL commit or
+ * checkpoint on this file: WAL frames are made durable in order). Use
+ * NORMAL only when a FULL commit on this ledger is certain to follow
+ * before anything the record protects is released. 0 or SDF_EDB. */
+int disc_ledger_set_full_sync(disc_ledger *l, bool full) SDF_MUSTCHECK;
 
 /* Repeat control: count requester's queries with this hash in the last
  * window_s seconds (before now_s). If that count is >= max, *refused is set

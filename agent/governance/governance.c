@@ -88,6 +88,31 @@ static int audit(state *s, const audit_entry *e, bool log_it)
     return rc;
 }
 
+/* Append the "received" entry without its own fsync (synchronous=NORMAL
+ * for this one commit). It is committed and atomic at once, and reaches
+ * the disk with the next FULL commit on state.db (WAL frames are made
+ * durable in order) — at the latest the entry that records what is sent,
+ * which is fsync'd before the answer leaves. A power loss before that
+ * loses only the record of a query that released nothing. If the handle
+ * cannot be switched back to FULL it is closed (the next use reopens it
+ * with FULL) and the query is refused. 0 or SDF_E*. */
+static int audit_received(state *s, const audit_entry *e)
+{
+    sqlite3 *db = state_db(s);
+    if (sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+        return audit(s, e, false);   /* stays FULL: just slower */
+    int rc = audit(s, e, false);
+    if (sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        log_error("governance: cannot restore synchronous=FULL: %s", sqlite3_errmsg(db));
+        if (s == g_state) {
+            state_close(g_state);
+            g_state = NULL;
+        }
+        return SDF_EDB;
+    }
+    return rc;
+}
+
 static void ticket_free(gov_ticket *t)
 {
     if (t) {
@@ -212,7 +237,7 @@ int gov_admit(agent *a, Sdefed__QueryRequest *req, gov_ticket **ticket, char *re
     }
 
     audit_entry rec = ticket_entry(t, req, "received", "", "");
-    if (audit(s, &rec, false) != 0) {
+    if (audit_received(s, &rec) != 0) {
         ticket_free(t);
         snprintf(reason, reasonlen, "agent cannot write its audit log");
         return SDF_EREFUSED;

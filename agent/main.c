@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "agent_ops.h"
 #include "commands.h"
+#include "disclosure/guard.h"
 #include "governance/governance.h"
 #include "db_indexes.h"
 #include "sdefed/log.h"
@@ -345,6 +346,8 @@ int main(int argc, char **argv)
     int rc = uv_loop_close(&loop);
     if (rc != 0)
         log_warn("event loop closed with handles open: %s", uv_strerror(rc));
+    /* Close pooled ledger connections cleanly (WAL checkpoint) on the way out. */
+    disc_guard_pool_drain();
     tls_ctx_free(a.tls);
     agent_cfg_release(a.cfg);
     return start_failed;

@@ -21,6 +21,7 @@
 #include "agent_ops.h"
 #include "commands.h"
 #include "disclosure/guard.h"
+#include "disclosure/ledger.h"
 #include "governance/governance.h"
 #include "db_indexes.h"
 #include "sdefed/log.h"
@@ -299,6 +300,13 @@ int main(int argc, char **argv)
         log_error("state_dir %s: %s", cfg->state_dir, strerror(errno));
         return 1;
     }
+    /* Create (or check) the site secret now, not in the first queries. */
+    unsigned char secret[32];
+    if (disc_secret_load(cfg->state_dir, secret) != 0) {
+        log_error("cannot create or read the site secret in %s", cfg->state_dir);
+        return 1;
+    }
+    memset(secret, 0, sizeof secret);
     /* Worker threads = concurrent queries; must be set before the pool starts. */
     char nthreads[16];
     snprintf(nthreads, sizeof nthreads, "%u", cfg->max_concurrent);

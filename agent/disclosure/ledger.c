@@ -62,13 +62,15 @@ int disc_secret_load(const char *state_dir, unsigned char out[32])
         /* Create it once; a concurrent creator wins and we re-read. The
          * bytes are written to a temporary file, fsync'd, then linked in
          * place, so a crash never leaves a short secret. */
+        /* mkstemp: a unique name per creator (worker threads share a pid),
+         * mode 0600. */
         char tmp[PATH_MAX];
-        if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp)
+        if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp)
             return SDF_EINVAL;
         unsigned char key[32];
         if (RAND_bytes(key, sizeof key) != 1)
             return SDF_EIO;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0) {
             log_error("%s: %s", tmp, strerror(errno));
             return SDF_EIO;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,39 @@ static void test_secret(void **state)
     assert_int_equal(disc_secret_load(dir, b), SDF_EIO);
 }
 
+/* Worker threads answering their first queries at once all create the
+ * secret together: every one must succeed and see the same bytes (a
+ * shared temporary name once made all but one fail). */
+#define RACERS 8
+static unsigned char raced[RACERS][32];
+static int raced_rc[RACERS];
+
+static void *race_secret(void *arg)
+{
+    long i = (long)arg;
+    raced_rc[i] = disc_secret_load(dir, raced[i]);
+    return NULL;
+}
+
+static void test_secret_created_concurrently(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/%s", dir, DISC_SECRET_FILE);
+        unlink(path);
+        pthread_t t[RACERS];
+        for (long i = 0; i < RACERS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, race_secret, (void *)i), 0);
+        for (int i = 0; i < RACERS; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < RACERS; i++) {
+            assert_int_equal(raced_rc[i], 0);
+            assert_memory_equal(raced[i], raced[0], 32);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +233,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_differencing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_created_concurrently, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

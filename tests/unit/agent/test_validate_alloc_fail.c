@@ -1,0 +1,275 @@
+/* tests/unit/agent/test_validate_alloc_fail.c — the validate path under allocation failure.
+ *
+ * The same torture as test_alloc_fail.c (malloc/calloc/realloc interposed
+ * with a countdown: for N = 1, 2, ... the Nth allocation after arming
+ * fails), over a `validate` query with thresholds, bins and a `by` column,
+ * and one whose outcome comes from an OMOP criterion: every run either
+ * gives no result, the baseline answer byte for byte, or error/refused with
+ * a reason and no validations; never a crash or a leaked block. Skips
+ * under AddressSanitizer (which owns malloc).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "query.h"
+#include "sdefed/log.h"
+#include "sdefed/spec.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#ifndef UNDER_ASAN
+/* ---- the interposed allocator ---- */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+
+static atomic_long countdown = -1;   /* < 0: never fail */
+static atomic_long live;             /* blocks allocated and not freed */
+static atomic_long failures;
+
+static int should_fail(void)
+{
+    long c = atomic_load(&countdown);
+    if (c < 0)
+        return 0;
+    if (atomic_fetch_sub(&countdown, 1) == 0) {
+        atomic_fetch_add(&failures, 1);
+        return 1;
+    }
+    return 0;
+}
+
+void *malloc(size_t n)
+{
+    if (should_fail())
+        return NULL;
+    void *p = __libc_malloc(n);
+    if (p)
+        atomic_fetch_add(&live, 1);
+    return p;
+}
+
+void *calloc(size_t a, size_t b)
+{
+    if (should_fail())
+        return NULL;
+    void *p = __libc_calloc(a, b);
+    if (p)
+        atomic_fetch_add(&live, 1);
+    return p;
+}
+
+void *realloc(void *old, size_t n)
+{
+    if (old && n == 0) {
+        atomic_fetch_sub(&live, 1);
+        return __libc_realloc(old, 0);
+    }
+    if (should_fail())
+        return NULL;
+    void *p = __libc_realloc(old, n);
+    if (p && !old)
+        atomic_fetch_add(&live, 1);
+    return p;
+}
+
+void free(void *p)
+{
+    if (p)
+        atomic_fetch_sub(&live, 1);
+    __libc_free(p);
+}
+#endif
+
+static char tmpdir[256];
+static agent_config cfg;
+
+static void exec_sql(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("sql: %s", err);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/sdefed-vallocfail-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    memset(&cfg, 0, sizeof cfg);
+    disc_policy_default(&cfg.policy);
+    snprintf(cfg.site_id, sizeof cfg.site_id, "site-a");
+    cfg.n_datasets = 2;
+    agent_dataset *o = &cfg.datasets[0], *p = &cfg.datasets[1];
+    snprintf(o->name, sizeof o->name, "omop");
+    snprintf(o->type, sizeof o->type, "omop");
+    snprintf(o->backend, sizeof o->backend, "sqlite");
+    snprintf(o->path, sizeof o->path, "%s/db.sqlite", tmpdir);
+    snprintf(p->name, sizeof p->name, "preds");
+    snprintf(p->type, sizeof p->type, "table");
+    snprintf(p->backend, sizeof p->backend, "sqlite");
+    snprintf(p->path, sizeof p->path, "%s/db.sqlite", tmpdir);
+    snprintf(p->table, sizeof p->table, "preds");
+    const char *names[] = { "pid", "score", "y", "d", "sex" };
+    agent_column_role roles[] = { AGENT_COL_IDENTIFIER, AGENT_COL_SCORE, AGENT_COL_LABEL,
+                                  AGENT_COL_DATE, AGENT_COL_CATEGORY };
+    for (size_t k = 0; k < 5; k++) {
+        snprintf(p->columns[k].name, sizeof p->columns[k].name, "%s", names[k]);
+        p->columns[k].role = roles[k];
+    }
+    p->n_columns = 5;
+
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(o->path, &db), SQLITE_OK);
+    exec_sql(db,
+             "CREATE TABLE condition_occurrence(condition_occurrence_id INTEGER,"
+             " person_id INTEGER, condition_concept_id INTEGER, condition_start_date TEXT);"
+             "CREATE TABLE concept_ancestor(ancestor_concept_id INTEGER,"
+             " descendant_concept_id INTEGER);"
+             "INSERT INTO concept_ancestor VALUES(2001,2001),(2001,2002);"
+             "CREATE TABLE preds(pid INTEGER, score REAL, y INTEGER, d TEXT, sex TEXT);"
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 160)"
+             " INSERT INTO preds SELECT i, (i % 97) / 97.0, (i % 3 = 0 OR i % 97 > 80),"
+             " '2015-01-01', CASE i % 2 WHEN 0 THEN 'female' ELSE 'male' END FROM n;"
+             "INSERT INTO condition_occurrence SELECT pid, pid,"
+             " CASE pid % 2 WHEN 0 THEN 2001 ELSE 2002 END, '2015-06-01' FROM preds"
+             " WHERE pid % 3 = 0 OR pid % 97 > 70;");
+    sqlite3_close(db);
+    log_set_level(SDF_LOG_ERROR);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+#ifndef UNDER_ASAN
+static Sdefed__QuerySpec *parse(const char *json)
+{
+    Sdefed__QuerySpec *s = NULL;
+    char err[256];
+    assert_int_equal(spec_parse_json(json, strlen(json), &s, err, sizeof err), 0);
+    return s;
+}
+
+static Sdefed__QueryResult *run(Sdefed__QuerySpec *spec)
+{
+    Sdefed__QueryRequest req = SDEFED__QUERY_REQUEST__INIT;
+    req.query_id = (char *)"q-alloc";
+    req.project_id = (char *)"demo";
+    req.requester = (char *)"analyst";
+    req.spec = spec;
+    return query_run(&cfg, &req, NULL);
+}
+
+static uint8_t *pack(const Sdefed__QueryResult *r, size_t *len)
+{
+    *len = sdefed__query_result__get_packed_size(r);
+    uint8_t *b = __libc_malloc(*len ? *len : 1);
+    sdefed__query_result__pack(r, b);
+    return b;
+}
+#endif
+
+static void torture_query(const char *json)
+{
+#ifdef UNDER_ASAN
+    (void)json;
+    skip();
+#else
+    Sdefed__QuerySpec *spec = parse(json);
+    Sdefed__QueryResult *base = run(spec);
+    assert_non_null(base);
+    if (base->status != SDEFED__SITE_STATUS__SITE_OK)
+        fail_msg("baseline: %s", base->reason);
+    assert_true(base->n_validations >= 1);
+    assert_true(base->validations[0]->released);
+    size_t base_len;
+    uint8_t *base_bytes = pack(base, &base_len);
+    query_result_free(base);
+
+    long n;
+    int completed = 0;
+    for (n = 0; n < 100000 && !completed; n++) {
+        long before = atomic_load(&live);
+        atomic_store(&failures, 0);
+        atomic_store(&countdown, n);
+        Sdefed__QueryResult *r = run(spec);
+        atomic_store(&countdown, -1);
+        if (atomic_load(&failures) == 0)
+            completed = 1;
+        if (r) {
+            if (r->status == SDEFED__SITE_STATUS__SITE_OK) {
+                size_t len;
+                uint8_t *bytes = pack(r, &len);
+                if (len != base_len || memcmp(bytes, base_bytes, len) != 0)
+                    fail_msg("allocation %ld failed but the query still said ok with a "
+                             "different answer", n);
+                __libc_free(bytes);
+            } else {
+                assert_true(r->status == SDEFED__SITE_STATUS__SITE_ERROR ||
+                            r->status == SDEFED__SITE_STATUS__SITE_REFUSED);
+                assert_non_null(r->reason);
+                assert_true(r->reason[0] != '\0');
+                assert_int_equal(r->n_validations, 0);
+            }
+            query_result_free(r);
+        }
+        long after = atomic_load(&live);
+        if (after != before)
+            fail_msg("allocation %ld failed: %ld blocks leaked", n, after - before);
+    }
+    assert_true(completed);
+    print_message("validate survived %ld allocation failures\n", n - 1);
+    __libc_free(base_bytes);
+    sdefed__query_spec__free_unpacked(spec, NULL);
+#endif
+}
+
+static void label_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    torture_query("{\"kind\":\"validate\",\"project\":\"demo\",\"dataset\":\"preds\","
+                  "\"validate\":{\"thresholds\":[0.2,0.6],\"bins\":4,\"by\":[\"sex\"]}}");
+}
+
+static void omop_outcome_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    torture_query("{\"kind\":\"validate\",\"project\":\"demo\",\"dataset\":\"preds\","
+                  "\"validate\":{\"thresholds\":[0.5],\"outcome\":{\"dataset\":\"omop\","
+                  "\"criterion\":{\"domain\":\"condition\",\"concepts\":[2001],"
+                  "\"descendants\":true},\"window_days\":[0,365]}}}");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(label_survives_every_allocation_failure),
+        cmocka_unit_test(omop_outcome_survives_every_allocation_failure),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,408 @@
+/* coordinator/cli/monitor_cmd.c — `sdefed monitor ...` and `sdefed alerts` (issue 6).
+ *
+ *   sdefed [--config FILE] monitor add SPEC.json --every DURATION
+ *          [--test maxsprt|cusum] [--expected RATE] [--alpha 0.05] [--length EVENTS]
+ *   sdefed [--config FILE] monitor list
+ *   sdefed [--config FILE] monitor show ID
+ *   sdefed [--config FILE] monitor rm ID
+ *   sdefed [--config FILE] alerts
+ *   options: --format table|json|csv
+ *
+ * DURATION: a number with an optional unit ms, s (default), m, h or d. The
+ * coordinator answers with JSON (MonitorReply); --format json prints it,
+ * table and csv render the interesting columns. See docs/surveillance.md.
+ */
+#include "cli/monitor_cmd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli/client.h"
+#include "cli/output.h"
+#include "sdefed/log.h"
+#include "sdefed/spec.h"
+
+#define MON_WAIT_MS 30000
+
+static int mdie(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int mdie(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("sdefed: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static void musage(FILE *f)
+{
+    fprintf(f, "usage: sdefed [--config FILE] monitor add SPEC.json --every DURATION\n"
+               "                 [--test maxsprt|cusum] [--expected RATE] [--alpha A] "
+               "[--length EVENTS]\n"
+               "       sdefed [--config FILE] monitor list | show ID | rm ID\n"
+               "       sdefed [--config FILE] alerts\n"
+               "DURATION: number with unit ms, s, m, h or d (default s); RATE: events per "
+               "1,000 person-years\n"
+               "options: --format table|json|csv\n");
+}
+
+int monitor_parse_duration(const char *s, uint64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0.0) || !isfinite(v))
+        return SDF_EINVAL;
+    double mult;
+    if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (*end == '\0' || strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60e3;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600e3;
+    else if (strcmp(end, "d") == 0)
+        mult = 86400e3;
+    else
+        return SDF_EINVAL;
+    double r = v * mult;
+    if (r < 1.0 || r > 1e13)
+        return SDF_EINVAL;
+    *ms = (uint64_t)llround(r);
+    return 0;
+}
+
+static char *read_all(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(SPEC_MAX_JSON + 1);
+    size_t n = buf ? fread(buf, 1, SPEC_MAX_JSON + 1, f) : 0;
+    bool bad = !buf || ferror(f) || n > SPEC_MAX_JSON;
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : "cannot read (or > 1 MiB)");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* ---- rendering ---- */
+
+static void text_of(json_t *v, char *buf, size_t len)
+{
+    if (!v || json_is_null(v))
+        snprintf(buf, len, "-");
+    else if (json_is_string(v))
+        snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(buf, len, "%.3f", json_real_value(v));
+    else if (json_is_boolean(v))
+        snprintf(buf, len, "%s", json_is_true(v) ? "yes" : "no");
+    else {
+        char *t = json_dumps(v, JSON_COMPACT);
+        snprintf(buf, len, "%s", t ? t : "?");
+        free(t);
+    }
+    for (char *p = buf; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+}
+
+#define MAX_COLS 12
+#define CELL 96
+
+/* Print rows (objects) of `a` with the given keys as a table or CSV. A key
+ * "a.b" reads member b of member a. */
+static void print_rows(json_t *a, const char *const *keys, size_t nk, bool csv)
+{
+    size_t w[MAX_COLS];
+    char cell[CELL];
+    for (size_t k = 0; k < nk; k++)
+        w[k] = strlen(keys[k]);
+    for (int pass = csv ? 1 : 0; pass < 2; pass++) {
+        if (pass == 1) {
+            for (size_t k = 0; k < nk; k++) {
+                if (csv)
+                    printf("%s%s", k ? "," : "", keys[k]);
+                else
+                    printf("%s%-*s", k ? "  " : "", (int)w[k], keys[k]);
+            }
+            fputs(csv ? "\r\n" : "\n", stdout);
+        }
+        for (size_t i = 0; i < json_array_size(a); i++) {
+            json_t *o = json_array_get(a, i);
+            for (size_t k = 0; k < nk; k++) {
+                const char *dot = strchr(keys[k], '.');
+                json_t *v;
+                if (dot) {
+                    char head[32];
+                    snprintf(head, sizeof head, "%.*s", (int)(dot - keys[k]), keys[k]);
+                    v = json_object_get(json_object_get(o, head), dot + 1);
+                } else {
+                    v = json_object_get(o, keys[k]);
+                }
+                text_of(v, cell, sizeof cell);
+                if (pass == 0) {
+                    if (strlen(cell) > w[k])
+                        w[k] = strlen(cell);
+                } else if (csv) {
+                    bool q = strpbrk(cell, ",\"") != NULL;
+                    printf("%s%s", k ? "," : "", q ? "\"" : "");
+                    for (const char *p = cell; *p; p++)
+                        printf(*p == '"' ? "\"\"" : "%c", *p);
+                    printf("%s", q ? "\"" : "");
+                } else {
+                    printf("%s%-*s", k ? "  " : "", (int)w[k], cell);
+                }
+            }
+            if (pass == 1)
+                fputs(csv ? "\r\n" : "\n", stdout);
+        }
+    }
+}
+
+/* "a=3/2.1 b=0/1.9": each site's events / expected events of a look. */
+static void look_sites_text(json_t *look)
+{
+    json_t *sites = json_object_get(look, "sites");
+    char buf[CELL * 2] = "";
+    for (size_t i = 0; i < json_array_size(sites); i++) {
+        json_t *s = json_array_get(sites, i);
+        size_t l = strlen(buf);
+        json_t *e = json_object_get(s, "events");
+        if (e)
+            snprintf(buf + l, sizeof buf - l, "%s%s=%" JSON_INTEGER_FORMAT "/%.1f", l ? " " : "",
+                     json_string_value(json_object_get(s, "site")), json_integer_value(e),
+                     json_real_value(json_object_get(s, "expected")));
+        else
+            snprintf(buf + l, sizeof buf - l, "%s%s=%s", l ? " " : "",
+                     json_string_value(json_object_get(s, "site")),
+                     json_string_value(json_object_get(s, "status")));
+    }
+    json_object_set_new(look, "site_series", json_string(buf));
+}
+
+static int render(const char *op, const char *text, out_format fmt)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    if (!j)
+        return mdie("the coordinator sent invalid JSON");
+    if (fmt == OUT_JSON) {
+        char *t = json_dumps(j, JSON_INDENT(2));
+        if (t)
+            puts(t);
+        free(t);
+        json_decref(j);
+        return 0;
+    }
+    bool csv = fmt == OUT_CSV;
+    if (strcmp(op, "list") == 0) {
+        static const char *const k[] = { "id", "state", "test", "every_ms", "next_period",
+                                         "looks", "alerts", "observed", "expected",
+                                         "threshold" };
+        print_rows(j, k, 10, csv);
+    } else if (strcmp(op, "alerts") == 0) {
+        static const char *const k[] = { "id", "alert.monitor", "alert.period", "alert.sites",
+                                         "alert.test", "alert.statistic", "alert.threshold",
+                                         "alert.observed", "alert.expected" };
+        print_rows(j, k, 9, csv);
+    } else if (strcmp(op, "show") == 0) {
+        json_t *looks = json_object_get(j, "looks");
+        for (size_t i = 0; i < json_array_size(looks); i++)
+            look_sites_text(json_array_get(looks, i));
+        if (!csv) {
+            char a[CELL], b[CELL], c[CELL], d[CELL];
+            text_of(json_object_get(j, "state"), a, sizeof a);
+            text_of(json_object_get(j, "test"), b, sizeof b);
+            text_of(json_object_get(j, "threshold"), c, sizeof c);
+            text_of(json_object_get(j, "expected_rate"), d, sizeof d);
+            printf("monitor %s: %s, %s, threshold %s, expected rate %s per 1,000 "
+                   "person-years (0: comparator)\n",
+                   json_string_value(json_object_get(j, "id")), a, b, c, d);
+        }
+        static const char *const k[] = { "period", "events", "person_days", "expected",
+                                         "statistic", "signal", "partial", "site_series" };
+        print_rows(looks, k, 8, csv);
+        if (!csv && json_array_size(json_object_get(j, "alerts")) > 0)
+            printf("%zu alert(s): see 'sdefed alerts'\n",
+                   json_array_size(json_object_get(j, "alerts")));
+    } else if (strcmp(op, "add") == 0) {
+        char c[CELL];
+        text_of(json_object_get(j, "threshold"), c, sizeof c);
+        printf("monitor %s added (%s, threshold %s)\n",
+               json_string_value(json_object_get(j, "id")),
+               json_string_value(json_object_get(j, "test")), c);
+    } else {
+        printf("monitor %s removed\n", json_string_value(json_object_get(j, "id")));
+    }
+    json_decref(j);
+    return 0;
+}
+
+int monitor_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },  { "format", required_argument, NULL, 'f' },
+        { "every", required_argument, NULL, 'e' },   { "test", required_argument, NULL, 'T' },
+        { "expected", required_argument, NULL, 'x' }, { "alpha", required_argument, NULL, 'a' },
+        { "length", required_argument, NULL, 'l' },  { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *config_path = getenv("SDEFED_CONF");
+    out_format fmt = OUT_TABLE;
+    Sdefed__MonitorRequest mr = SDEFED__MONITOR_REQUEST__INIT;
+    bool every_given = false;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "c:f:h", opts, NULL)) != -1) {
+        char *end;
+        switch (ch) {
+        case 'c': config_path = optarg; break;
+        case 'f':
+            if (out_format_parse(optarg, &fmt) != 0)
+                return mdie("unknown format '%s' (use table, json or csv)", optarg), 2;
+            break;
+        case 'e':
+            if (monitor_parse_duration(optarg, &mr.every_ms) != 0)
+                return mdie("--every: expected a duration like 30s, 5m, 1d or 500ms, got '%s'",
+                            optarg), 2;
+            every_given = true;
+            break;
+        case 'T': mr.test = optarg; break;
+        case 'x':
+            errno = 0;
+            mr.expected_rate = strtod(optarg, &end);
+            if (errno || *end || !(mr.expected_rate > 0.0))
+                return mdie("--expected: expected a positive rate per 1,000 person-years"), 2;
+            break;
+        case 'a':
+            errno = 0;
+            mr.alpha = strtod(optarg, &end);
+            if (errno || *end || !(mr.alpha > 0.0) || mr.alpha > 0.5)
+                return mdie("--alpha: expected a number in (0, 0.5]"), 2;
+            break;
+        case 'l':
+            errno = 0;
+            mr.length = strtod(optarg, &end);
+            if (errno || *end || !(mr.length > 0.0) || mr.length > 1000.0)
+                return mdie("--length: expected 0..1000 expected events"), 2;
+            break;
+        case 'h': musage(stdout); return 0;
+        default: musage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        musage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[optind];
+    int nargs = argc - optind - 1;
+    char **args = argv + optind + 1;
+    const char *op = NULL;
+    Sdefed__QuerySpec *spec = NULL;
+    char err[1024];
+    if (strcmp(cmd, "alerts") == 0 && nargs == 0) {
+        op = "alerts";
+    } else if (strcmp(cmd, "monitor") == 0 && nargs >= 1) {
+        op = args[0];
+        if ((strcmp(op, "list") == 0 && nargs == 1) ||
+            ((strcmp(op, "show") == 0 || strcmp(op, "rm") == 0) && nargs == 2)) {
+            mr.id = nargs == 2 ? args[1] : NULL;
+        } else if (strcmp(op, "add") == 0 && nargs == 2) {
+            if (!every_given)
+                return mdie("monitor add: --every DURATION is required"), 2;
+            size_t len;
+            char *text = read_all(args[1], &len, err, sizeof err);
+            if (!text)
+                return mdie("%s", err);
+            int rc = spec_parse_json(text, len, &spec, err, sizeof err);
+            free(text);
+            if (rc != 0)
+                return mdie("%s: %s", args[1], err);
+            if (spec->kind != SDEFED__QUERY_KIND__KIND_SURVEIL) {
+                sdefed__query_spec__free_unpacked(spec, NULL);
+                return mdie("%s: a monitor needs a spec of kind surveil", args[1]);
+            }
+            mr.spec = spec;
+        } else {
+            musage(stderr);
+            return 2;
+        }
+    } else {
+        musage(stderr);
+        return 2;
+    }
+    mr.op = (char *)op;
+
+    log_init("sdefed", NULL);
+    log_set_level(SDF_LOG_WARN);
+    if (!config_path) {
+        if (spec)
+            sdefed__query_spec__free_unpacked(spec, NULL);
+        return mdie("no configuration: use --config FILE or set SDEFED_CONF");
+    }
+    client_config cfg;
+    if (client_config_load(config_path, &cfg, err, sizeof err) != 0) {
+        if (spec)
+            sdefed__query_spec__free_unpacked(spec, NULL);
+        return mdie("%s", err);
+    }
+    Sdefed__Envelope req = SDEFED__ENVELOPE__INIT;
+    req.body_case = SDEFED__ENVELOPE__BODY_MONITOR_REQUEST;
+    req.monitor_request = &mr;
+    Sdefed__Envelope *reply = NULL;
+    int rc = client_call(&cfg, &req, MON_WAIT_MS, &reply, err, sizeof err);
+    if (spec)
+        sdefed__query_spec__free_unpacked(spec, NULL);
+    if (rc != 0)
+        return mdie("%s", err);
+    int status;
+    if (reply->body_case == SDEFED__ENVELOPE__BODY_MONITOR_REPLY && reply->monitor_reply->json)
+        status = render(op, reply->monitor_reply->json, fmt);
+    else
+        status = mdie("unexpected reply from the coordinator");
+    sdefed__envelope__free_unpacked(reply, NULL);
+    if (fflush(stdout) != 0)
+        return mdie("cannot write output");
+    return status;
+}
+
+bool monitor_is_command(int argc, char **argv)
+{
+    /* the first word that is not an option or an option's value */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0 || strcmp(a, "--format") == 0 ||
+            strcmp(a, "-f") == 0) {
+            i++;
+            continue;
+        }
+        if (a[0] == '-')
+            continue;
+        return strcmp(a, "monitor") == 0 || strcmp(a, "alerts") == 0;
+    }
+    return false;
+}

@@ -19,6 +19,8 @@
 #include <time.h>
 
 #include "query_internal.h"
+#include "query_surveil.h"   /* issue 6 */
+#include "query_validate.h"  /* issue 5 */
 #include "disclosure/disclosure.h"
 #include "disclosure/guard.h"
 #include "disclosure/stats.h"
@@ -89,6 +91,16 @@ static void result_clear_data(Sdefed__QueryResult *r)
     free(r->summaries);
     r->summaries = NULL;
     r->n_summaries = 0;
+    for (size_t k = 0; k < r->n_surveil; k++)   /* issue 6 */
+        sdefed__surveil_row__free_unpacked(r->surveil[k], NULL);
+    free(r->surveil);
+    r->surveil = NULL;
+    r->n_surveil = 0;
+    for (size_t k = 0; k < r->n_validations; k++)   /* issue 5 */
+        sdefed__validation__free_unpacked(r->validations[k], NULL);
+    free(r->validations);
+    r->validations = NULL;
+    r->n_validations = 0;
 }
 
 static int set_policy(Sdefed__QueryResult *r, const disc_policy *p, unsigned rules)
@@ -175,6 +187,10 @@ static int run_count(query_ctx *q, const Sdefed__QuerySpec *spec, Sdefed__QueryR
             snprintf(q->reason, q->reason_len, "unknown dataset");
         return SDF_EREFUSED;
     }
+    if (spec->kind == SDEFED__QUERY_KIND__KIND_SURVEIL)   /* issue 6 */
+        return query_surveil_run(q, ds, spec, r);
+    if (spec->kind == SDEFED__QUERY_KIND__KIND_VALIDATE)  /* issue 5 */
+        return query_validate_run(q, ds, spec, r);
     return query_count_run(q, ds, spec, r);
 }
 
@@ -270,6 +286,8 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
         break;
     case SDEFED__QUERY_KIND__KIND_COUNT:
     case SDEFED__QUERY_KIND__KIND_SUMMARY:   /* issue 3: query_count_run dispatches it */
+    case SDEFED__QUERY_KIND__KIND_SURVEIL:   /* issue 6: run_count dispatches it */
+    case SDEFED__QUERY_KIND__KIND_VALIDATE:  /* issue 5: run_count dispatches it */
         err = run_count(&q, spec, r);
         break;
     default:
@@ -279,7 +297,8 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
     }
     persons = q.persons;
     if (err == 0 && q.want_persons && (spec->kind == SDEFED__QUERY_KIND__KIND_COUNT ||
-                                       spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY))
+                                       spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY ||
+                                       spec->kind == SDEFED__QUERY_KIND__KIND_SURVEIL))
         err = disc_guard_cohort(&guard, &policy, req, q.persons, q.n_persons, reason,
                                 sizeof reason);
     free(persons);

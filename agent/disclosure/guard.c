@@ -147,7 +147,10 @@ int disc_guard_begin(disc_guard *g, const agent_config *cfg, const Sdefed__Query
 {
     memset(g, 0, sizeof *g);
     const Sdefed__QuerySpec *spec = req->spec;
-    if (!spec || !spec->cohort || !cfg->state_dir[0])
+    /* Every kind but the catalog (which releases only rounded dataset
+     * sizes) is subject to repeat control, DP and, where it has a cohort,
+     * differencing. */
+    if (!spec || spec->kind == SDEFED__QUERY_KIND__KIND_CATALOG || !cfg->state_dir[0])
         return 0;
     data_version(cfg, ds, g->data_version, sizeof g->data_version);
 
@@ -190,7 +193,8 @@ int disc_guard_begin(disc_guard *g, const agent_config *cfg, const Sdefed__Query
      * frames reach the disk in order, so that later fsync covers it. A
      * query refused or failed before that commit releases nothing. */
     bool count_like = spec->kind == SDEFED__QUERY_KIND__KIND_COUNT ||
-                      spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY;
+                      spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY ||
+                      spec->kind == SDEFED__QUERY_KIND__KIND_SURVEIL;
     bool later_full = pol->dp_epsilon > 0.0 || (pol->differencing && count_like);
     bool refused = false;
     err = later_full ? disc_ledger_set_full_sync(g->ledger, false) : 0;

@@ -222,6 +222,8 @@ void db_indexes_log_missing(const agent_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_datasets; i++) {
         const agent_dataset *ds = &cfg->datasets[i];
+        if (strcmp(ds->type, "omop") != 0)
+            continue;   /* the OMOP index list means nothing for a predictions table */
         missing_list m = { .len = 0 };
         size_t n_missing = 0;
         m.text[0] = '\0';
@@ -283,6 +285,13 @@ int db_indexes_command(const agent_config *cfg, int argc, char **argv)
         const agent_dataset *ds = &cfg->datasets[i];
         if (only && strcmp(ds->name, only) != 0)
             continue;
+        if (strcmp(ds->type, "omop") != 0) {
+            if (only) {
+                fprintf(stderr, "sdefed-agent: dataset '%s' is not an OMOP dataset\n", only);
+                return 1;
+            }
+            continue;
+        }
         size_t n_missing = 0;
         int err = db_indexes_check(ds, create, print_state, (void *)ds->name, &n_missing);
         fflush(stdout);

@@ -58,6 +58,67 @@ static const conf_key agent_keys[] = {
     K("disclosure", "data_version", CONF_STR, data_version, "", 0, 0, false),
 };
 
+/* issue 5: a table or column name of a `type = table` dataset. */
+static bool table_ident_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char ch = s[n];
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+        if (n >= 63 || !(alpha || (n > 0 && ch >= '0' && ch <= '9')))
+            return false;
+    }
+    return n > 0;
+}
+
+static const struct {
+    const char *name;
+    agent_column_role role;
+} column_roles[] = {
+    { "identifier", AGENT_COL_IDENTIFIER }, { "score", AGENT_COL_SCORE },
+    { "label", AGENT_COL_LABEL },           { "date", AGENT_COL_DATE },
+    { "category", AGENT_COL_CATEGORY },     { "model_version", AGENT_COL_MODEL_VERSION },
+};
+
+/* `column.NAME = ROLE` in a [dataset] section (issue 5). */
+static int table_column(agent_dataset *d, const char *key, const char *value, char *err,
+                        size_t errlen)
+{
+    const char *name = key + 7;
+    if (!table_ident_valid(name)) {
+        snprintf(err, errlen, "column.NAME: NAME must be an identifier of 1-63 of "
+                              "[A-Za-z0-9_], not starting with a digit");
+        return SDF_ECONFIG;
+    }
+    agent_column_role role = 0;
+    for (size_t i = 0; i < sizeof column_roles / sizeof column_roles[0]; i++)
+        if (strcmp(value, column_roles[i].name) == 0)
+            role = column_roles[i].role;
+    if (!role) {
+        snprintf(err, errlen, "%s: role must be identifier, score, label, date, category or "
+                              "model_version", key);
+        return SDF_ECONFIG;
+    }
+    for (size_t i = 0; i < d->n_columns; i++) {
+        if (strcmp(d->columns[i].name, name) == 0) {
+            snprintf(err, errlen, "%s: set twice", key);
+            return SDF_ECONFIG;
+        }
+        if (role != AGENT_COL_CATEGORY && d->columns[i].role == role) {
+            snprintf(err, errlen, "%s: only one column may have role %s", key, value);
+            return SDF_ECONFIG;
+        }
+    }
+    if (d->n_columns == AGENT_MAX_COLUMNS) {
+        snprintf(err, errlen, "too many columns (max %d)", AGENT_MAX_COLUMNS);
+        return SDF_ECONFIG;
+    }
+    agent_column *c = &d->columns[d->n_columns++];
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->role = role;
+    return 0;
+}
+
 static int dataset_section(void *target, const char *section, const char *key,
                            const char *value, const char *dir, char *err, size_t errlen)
 {
@@ -102,8 +163,9 @@ static int dataset_section(void *target, const char *section, const char *key,
         return SDF_ECONFIG;
     }
     if (strcmp(key, "type") == 0) {
-        if (strcmp(value, "omop") != 0) {
-            snprintf(err, errlen, "type: only 'omop' is supported");
+        if (strcmp(value, "omop") != 0 && strcmp(value, "table") != 0) {   /* table: issue 5 */
+            snprintf(err, errlen,
+                     "type: only 'omop' is supported, or 'table' for a predictions table");
             return SDF_ECONFIG;
         }
         snprintf(d->type, sizeof d->type, "%s", value);
@@ -147,6 +209,15 @@ static int dataset_section(void *target, const char *section, const char *key,
             snprintf(err, errlen, "allow_care_site: must be true or false");
             return SDF_ECONFIG;
         }
+    } else if (strcmp(key, "table") == 0) {   /* issue 5: type = table */
+        if (d->table[0] || !table_ident_valid(value)) {
+            snprintf(err, errlen, "table: set twice, or not an identifier of 1-63 of "
+                                  "[A-Za-z0-9_] not starting with a digit");
+            return SDF_ECONFIG;
+        }
+        snprintf(d->table, sizeof d->table, "%s", value);
+    } else if (strncmp(key, "column.", 7) == 0) {
+        return table_column(d, key, value, err, errlen);
     } else {
         snprintf(err, errlen, "unknown key '%s' in [%s]", key, section);
         return SDF_ECONFIG;
@@ -215,6 +286,24 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
             snprintf(err, errlen, "%s: [dataset %s] %s", path, d->name,
                      pg ? "path is for backend sqlite (postgres uses conninfo)"
                         : "conninfo and schema need backend = postgres");
+            return SDF_ECONFIG;
+        }
+        /* issue 5: a table dataset names its table, one identifier and one
+         * score column; the other keys belong to it alone. */
+        bool is_table = strcmp(d->type, "table") == 0;
+        int have_id = 0, have_score = 0;
+        for (size_t k = 0; k < d->n_columns; k++) {
+            have_id += d->columns[k].role == AGENT_COL_IDENTIFIER;
+            have_score += d->columns[k].role == AGENT_COL_SCORE;
+        }
+        if (is_table && (!d->table[0] || !have_id || !have_score)) {
+            snprintf(err, errlen, "%s: [dataset %s] type table needs table, an identifier "
+                                  "column and a score column", path, d->name);
+            return SDF_ECONFIG;
+        }
+        if (!is_table && (d->table[0] || d->n_columns)) {
+            snprintf(err, errlen, "%s: [dataset %s] table and column.* need type = table",
+                     path, d->name);
             return SDF_ECONFIG;
         }
     }

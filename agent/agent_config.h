@@ -68,6 +68,22 @@
 
 #define AGENT_MAX_DATASETS 32
 
+/* issue 5: roles of the declared columns of a `type = table` dataset. An
+ * identifier is only ever used to join inside the agent, never released. */
+typedef enum {
+    AGENT_COL_IDENTIFIER = 1,
+    AGENT_COL_SCORE = 2,
+    AGENT_COL_LABEL = 3,
+    AGENT_COL_DATE = 4,
+    AGENT_COL_CATEGORY = 5,
+    AGENT_COL_MODEL_VERSION = 6,
+} agent_column_role;
+#define AGENT_MAX_COLUMNS 16
+typedef struct agent_column {
+    char name[64];             /* a validated identifier ([A-Za-z_][A-Za-z0-9_]*) */
+    agent_column_role role;
+} agent_column;
+
 typedef struct agent_dataset {
     char name[64];
     char type[16];       /* "omop" */
@@ -77,6 +93,12 @@ typedef struct agent_dataset {
     char schema[64];     /* postgres: OMOP schema, a validated identifier */
     bool allow_care_site; /* `allow_care_site = true`: the care_site stratifier may be used
                            * (issue 3; default false: a site's units may be identifying) */
+    /* issue 5: `type = table` (a predictions table; docs/validate.md):
+     *   table = predictions               ; an identifier
+     *   column.person_id = identifier     ; column.NAME = ROLE, one line per column */
+    char table[64];
+    agent_column columns[AGENT_MAX_COLUMNS];
+    size_t n_columns;
 } agent_dataset;
 
 /* [governance] section (issue 7), parsed by gov_config_section() in

@@ -71,6 +71,7 @@ struct coord {
     uint64_t n_submitted;        /* Submit messages received */
     uint64_t n_refused_peers;    /* connections refused at Hello */
     uint64_t n_reloads, n_reload_failures;
+    struct monitors *mon;        /* issue 6: surveillance monitors (monitors.c) */
 };
 
 /* peers.c */
@@ -83,6 +84,14 @@ void peer_send_error(peer *p, uint64_t request_id, Sdefed__ErrorCode code, const
 /* dispatch.c */
 /* Handle an analyst's Submit (request_id echoed in the reply). */
 void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed__Submit *sub);
+/* issue 6: a query submitted by the coordinator itself (monitors) on
+ * behalf of `requester`. `done` is called exactly once: with the pooled
+ * result (borrowed for the call; already stored) and NULL, or with NULL
+ * and a reason when the query could not start. It may be called before
+ * dispatch_submit_internal returns. */
+typedef void (*dispatch_done_fn)(void *ctx, const Sdefed__FederatedResult *r, const char *error);
+void dispatch_submit_internal(coord *co, const char *requester, const Sdefed__Submit *sub,
+                              dispatch_done_fn done, void *done_ctx);
 /* An agent's QueryResult arrived; takes ownership of res. */
 void dispatch_result(coord *co, size_t site_index, Sdefed__QueryResult *res);
 /* A site's link went away: pending queries mark it offline. */

@@ -43,6 +43,7 @@ static const conf_key coord_keys[] = {
     K("coordinator", "drain_timeout_seconds", CONF_SECONDS_MS, drain_timeout_ms, "30", 0, 3600,
       false),
     K("coordinator", "cert_expiry_warn_days", CONF_UINT, cert_warn_days, "30", 0, 3650, false),
+    K("coordinator", "alert_command", CONF_STR, alert_command, NULL, 0, 0, false),   /* issue 6 */
 };
 
 static bool valid_fingerprint(const char *s)

@@ -17,6 +17,8 @@
  *   metrics_listen = 127.0.0.1:9464   ; optional Prometheus listener (plain HTTP)
  *   drain_timeout_seconds = 30        ; SIGTERM: how long in-flight queries may finish
  *   cert_expiry_warn_days = 30        ; log + status warn this long before cert/CA expiry
+ *   alert_command =                   ; issue 6: program run with each monitor alert as
+ *                                     ; JSON on stdin (words split on spaces, no shell)
  *
  *   [sites]                           ; registry: one key per site; id = certificate CN
  *   site-a =                          ; value: optional SHA-256 pin of the site's certificate
@@ -68,6 +70,7 @@ typedef struct coord_config {
     int metrics_port;
     unsigned drain_timeout_ms;
     unsigned cert_warn_days;
+    char alert_command[1024];    /* issue 6: "" = none (docs/surveillance.md) */
 } coord_config;
 
 /* Load into *out. Returns 0 or SDF_ECONFIG with "FILE:LINE: reason". The

@@ -46,6 +46,8 @@ struct pending_query {
     size_t n_slots, n_pending;
     bool finished;
     pending_query *prev, *next;
+    dispatch_done_fn done;        /* issue 6: internal submitter (monitors), or NULL */
+    void *done_ctx;
 };
 
 static void make_query_id(char *out, size_t len)
@@ -128,6 +130,10 @@ static void finish(pending_query *q)
                 sr->rules_fired = s->res->rules_fired;
                 sr->n_summaries = s->res->n_summaries;   /* summary kind (issue 3) */
                 sr->summaries = s->res->summaries;
+                sr->n_surveil = s->res->n_surveil;       /* surveil kind (issue 6) */
+                sr->surveil = s->res->surveil;
+                sr->n_validations = s->res->n_validations;   /* validate kind (issue 5) */
+                sr->validations = s->res->validations;
             }
             if (s->res)
                 sr->policy = s->res->policy;
@@ -158,6 +164,8 @@ static void finish(pending_query *q)
             log_warn("query %s: result not delivered to %s (%s)", q->query_id, q->requester,
                      sdf_strerror(rc));
     }
+    if (q->done)   /* issue 6: an internal submitter (monitors) */
+        q->done(q->done_ctx, srs && ptrs ? &r : NULL, srs && ptrs ? NULL : "out of memory");
     pool_free_cells(&r);
     free(srs);
     free(ptrs);
@@ -234,42 +242,57 @@ static char *sites_text(coord *co, const site_slot *slots, size_t n)
     return s;
 }
 
-void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed__Submit *sub)
+/* issue 6: an error for the analyst, or for an internal submitter's callback. */
+static void submit_error(peer *analyst, uint64_t request_id, dispatch_done_fn done,
+                         void *done_ctx, Sdefed__ErrorCode code, const char *msg)
+{
+    if (analyst)
+        peer_send_error(analyst, request_id, code, msg);
+    else if (done)
+        done(done_ctx, NULL, msg);
+}
+
+/* The body of dispatch_submit and dispatch_submit_internal (issue 6):
+ * exactly one of analyst and done is set. */
+static void submit_any(coord *co, peer *analyst, const char *requester, uint64_t request_id,
+                       const Sdefed__Submit *sub, dispatch_done_fn done, void *done_ctx)
 {
     char err[256];
     if (co->stopping) {
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_UNAVAILABLE,
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_UNAVAILABLE,
                         "coordinator is shutting down");
         return;
     }
     if (!sub->spec) {
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC, "submit has no spec");
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_SPEC,
+                     "submit has no spec");
         return;
     }
     if (spec_validate(sub->spec, err, sizeof err) != 0) {
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC, err);
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_SPEC, err);
         return;
     }
     if ((sub->protocol_signature.len != 0 && sub->protocol_signature.len != 64) ||
         (sub->protocol_key_id && strlen(sub->protocol_key_id) > 64)) {
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC,
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_SPEC,
                         "signed protocol: signature must be 64 bytes, key id at most 64 characters");
         return;
     }
     if (co->cfg.n_sites == 0) {
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_UNAVAILABLE,
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_UNAVAILABLE,
                         "no sites are registered");
         return;
     }
     pending_query *q = calloc(1, sizeof *q);
     if (!q) {
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_INTERNAL,
+                     "out of memory");
         return;
     }
     int rc = choose_sites(co, sub, &q->slots, &q->n_slots, err, sizeof err);
     if (rc != 0) {
         free(q);
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_SPEC, err);
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_SPEC, err);
         return;
     }
     q->spec = copy_spec(sub->spec);
@@ -284,14 +307,17 @@ void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed
             sdefed__query_spec__free_unpacked(q->spec, NULL);
         free(q->slots);
         free(q);
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_INTERNAL,
+                     "out of memory");
         return;
     }
 
     q->co = co;
     q->analyst = analyst;
     q->request_id = request_id;
-    snprintf(q->requester, sizeof q->requester, "%s", analyst->id);
+    snprintf(q->requester, sizeof q->requester, "%s", requester);
+    q->done = done;   /* issue 6 */
+    q->done_ctx = done_ctx;
     q->submitted_ms = coord_now_ms();
     make_query_id(q->query_id, sizeof q->query_id);
 
@@ -307,7 +333,7 @@ void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed
         sdefed__query_spec__free_unpacked(q->spec, NULL);
         free(q->slots);
         free(q);
-        peer_send_error(analyst, request_id, SDEFED__ERROR_CODE__ERR_INTERNAL,
+        submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_INTERNAL,
                         "cannot record the query");
         return;
     }
@@ -356,6 +382,17 @@ void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed
     uv_timer_start(&q->timer, deadline_cb, timeout + DEADLINE_GRACE_MS, 0);
 }
 
+void dispatch_submit(coord *co, peer *analyst, uint64_t request_id, const Sdefed__Submit *sub)
+{
+    submit_any(co, analyst, analyst->id, request_id, sub, NULL, NULL);
+}
+
+void dispatch_submit_internal(coord *co, const char *requester, const Sdefed__Submit *sub,
+                              dispatch_done_fn done, void *done_ctx)
+{
+    submit_any(co, NULL, requester, 0, sub, done, done_ctx);
+}
+
 /* Put res (status OK or REFUSED) into a site result that said HELD: move
  * its contents over. Returns false when sr was not held or res is not an
  * allowed outcome. */
@@ -383,6 +420,12 @@ static bool late_apply(Sdefed__SiteResult *sr, Sdefed__QueryResult *res)
     for (size_t k = 0; k < sr->n_summaries; k++)
         sdefed__summary__free_unpacked(sr->summaries[k], NULL);
     free(sr->summaries);
+    for (size_t k = 0; k < sr->n_surveil; k++)   /* issue 6 */
+        sdefed__surveil_row__free_unpacked(sr->surveil[k], NULL);
+    free(sr->surveil);
+    for (size_t k = 0; k < sr->n_validations; k++)   /* issue 5 */
+        sdefed__validation__free_unpacked(sr->validations[k], NULL);
+    free(sr->validations);
     if (sr->reason && sr->reason != protobuf_c_empty_string)
         free(sr->reason);
     sr->status = res->status;
@@ -398,6 +441,14 @@ static bool late_apply(Sdefed__SiteResult *sr, Sdefed__QueryResult *res)
     sr->summaries = res->summaries;
     res->n_summaries = 0;
     res->summaries = NULL;
+    sr->n_surveil = res->n_surveil;   /* issue 6 */
+    sr->surveil = res->surveil;
+    res->n_surveil = 0;
+    res->surveil = NULL;
+    sr->n_validations = res->n_validations;   /* issue 5 */
+    sr->validations = res->validations;
+    res->n_validations = 0;
+    res->validations = NULL;
     res->n_cells = res->n_catalog = res->n_rules_fired = 0;
     res->cells = NULL;
     res->catalog = NULL;
@@ -465,6 +516,11 @@ static void dispatch_late_result(coord *co, size_t site_index, Sdefed__QueryResu
     free(r->pooled_summaries);
     r->pooled_summaries = NULL;
     r->n_pooled_summaries = 0;
+    for (size_t k = 0; k < r->n_pooled_validations; k++)   /* issue 5: re-pooled too */
+        sdefed__pooled_validation__free_unpacked(r->pooled_validations[k], NULL);
+    free(r->pooled_validations);
+    r->pooled_validations = NULL;
+    r->n_pooled_validations = 0;
     if (pool_result(r) != 0)
         log_error("query %s: out of memory while re-pooling", qid);
     if (store_query_finish(co->st, r, coord_now_ms()) != 0)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "coord.h"
+#include "monitors.h"   /* issue 6 */
 #include "sdefed/log.h"
 #include "sdefed/notify.h"
 
@@ -56,6 +57,7 @@ static void shutdown_now(coord *co)
     }
     peers_close_all(co);
     coord_ops_stop(co);
+    monitors_stop(co);   /* issue 6 */
     uv_timer_stop(&co->drain_timer);
     uv_close((uv_handle_t *)&co->drain_timer, NULL);
     uv_signal_stop(&co->sig_term);
@@ -243,7 +245,7 @@ int main(int argc, char **argv)
     uv_signal_start(&co.sig_hup, on_hup, SIGHUP);
     co.started_ms = coord_now_ms();
     int start_failed = 0;
-    if (coord_ops_start(&co) != 0) {
+    if (coord_ops_start(&co) != 0 || monitors_start(&co) != 0) {   /* issue 6: monitors */
         start_failed = 1;
         co.stopping = true;
         shutdown_now(&co);
@@ -258,6 +260,7 @@ int main(int argc, char **argv)
         log_warn("event loop closed with handles open");
 
     coord_ops_free(&co);
+    monitors_free(&co);   /* issue 6 */
     store_close(co.st);
     tls_ctx_free(co.tls);
     coord_config_free(&co.cfg);

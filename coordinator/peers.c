@@ -10,6 +10,7 @@
  * dropped as offline.
  */
 #include "coord.h"
+#include "monitors.h"   /* issue 6 */
 
 #include <stdlib.h>
 #include <string.h>
@@ -288,6 +289,9 @@ static void on_message(conn *c, Sdefed__Envelope *env)
         break;
     case SDEFED__ENVELOPE__BODY_FETCH:
         reply_fetch(p, env->request_id, env->fetch);
+        break;
+    case SDEFED__ENVELOPE__BODY_MONITOR_REQUEST:   /* issue 6: monitors.c */
+        monitors_request(co, p, env->request_id, env->monitor_request);
         break;
     case SDEFED__ENVELOPE__BODY_HEARTBEAT:
         break;

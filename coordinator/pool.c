@@ -1,5 +1,7 @@
 /* coordinator/pool.c — pool per-site released values; see pool.h. */
 #include "pool.h"
+#include "pool_validate.h"   /* validate kind (issue 5) */
+#include "pool_surveil.h"    /* surveil kind (issue 6) */
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -60,6 +62,8 @@ void pool_free_cells(Sdefed__FederatedResult *r)
     free(r->pooled_summaries);
     r->pooled_summaries = NULL;
     r->n_pooled_summaries = 0;
+    pool_validations_free(r);   /* validate kind (issue 5) */
+    pool_surveil_free(r);       /* surveil kind (issue 6) */
 }
 
 static Sdefed__PooledCell *new_cell(Sdefed__Stratum **strata, size_t n)
@@ -198,7 +202,9 @@ int pool_result(Sdefed__FederatedResult *r)
         free(a.cells);
         return rc;
     }
-    if (r->kind == SDEFED__QUERY_KIND__KIND_SUMMARY && pool_summaries(r) != 0) {
+    if ((r->kind == SDEFED__QUERY_KIND__KIND_SUMMARY && pool_summaries(r) != 0) ||
+        (r->kind == SDEFED__QUERY_KIND__KIND_VALIDATE && pool_validations(r) != 0) ||
+        (r->kind == SDEFED__QUERY_KIND__KIND_SURVEIL && pool_surveil(r) != 0)) {   /* issue 6 */
         for (size_t i = 0; i < a.n; i++)
             free_cell(a.cells[i]);
         free(a.cells);

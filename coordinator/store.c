@@ -27,7 +27,29 @@ static const char schema[] =
     "  state TEXT NOT NULL DEFAULT 'running',"   /* running | done | interrupted */
     "  completed_ms INTEGER,"
     "  result BLOB);"
-    "CREATE INDEX IF NOT EXISTS queries_submitted ON queries(submitted_ms);";
+    "CREATE INDEX IF NOT EXISTS queries_submitted ON queries(submitted_ms);"
+    /* issue 6: surveillance monitors (coordinator/monitors.c) */
+    "CREATE TABLE IF NOT EXISTS monitors ("
+    "  id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    "  spec BLOB NOT NULL, spec_json TEXT NOT NULL, every_ms INTEGER NOT NULL,"
+    "  test TEXT NOT NULL, expected_rate REAL NOT NULL, alpha REAL NOT NULL,"
+    "  length REAL NOT NULL, threshold REAL NOT NULL,"
+    "  next_period INTEGER NOT NULL DEFAULT 0, last_run_ms INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL DEFAULT 'active',"          /* active | signalled | done */
+    "  cum_events REAL NOT NULL DEFAULT 0, cum_expected REAL NOT NULL DEFAULT 0,"
+    "  cusum REAL NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS monitor_looks ("
+    "  monitor TEXT NOT NULL, period_index INTEGER NOT NULL, period TEXT NOT NULL,"
+    "  run_ms INTEGER NOT NULL, query_id TEXT NOT NULL, events INTEGER NOT NULL,"
+    "  person_days INTEGER NOT NULL, expected REAL NOT NULL, statistic REAL NOT NULL,"
+    "  signal INTEGER NOT NULL, partial INTEGER NOT NULL, sites TEXT NOT NULL,"
+    "  PRIMARY KEY (monitor, period_index));"
+    "CREATE TABLE IF NOT EXISTS monitor_runs ("
+    "  monitor TEXT NOT NULL, run_ms INTEGER NOT NULL, period TEXT NOT NULL,"
+    "  query_id TEXT NOT NULL, outcome TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS alerts ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, monitor TEXT NOT NULL, owner TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL, json TEXT NOT NULL);";
 
 store *store_open(const char *path, char *err, size_t errlen)
 {
@@ -50,6 +72,11 @@ store *store_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     return s;
+}
+
+struct sqlite3 *store_db(store *s)
+{
+    return s ? s->db : NULL;
 }
 
 void store_close(store *s)

@@ -21,6 +21,10 @@ typedef struct store store;
 store *store_open(const char *path, char *err, size_t errlen);
 void store_close(store *s);
 
+/* issue 6: the store's SQLite handle, for the monitor tables
+ * (coordinator/monitors.c); loop thread only. */
+struct sqlite3 *store_db(store *s);
+
 /* Record an accepted query. spec_json: canonical JSON of the spec. */
 int store_query_begin(store *s, const char *query_id, uint64_t submitted_ms,
                       const char *requester, const char *project, const char *kind,

@@ -54,6 +54,8 @@ static const char *const kind_names[] = {
     [SDEFED__QUERY_KIND__KIND_CATALOG] = "catalog",
     [SDEFED__QUERY_KIND__KIND_COUNT] = "count",
     [SDEFED__QUERY_KIND__KIND_SUMMARY] = "summary",
+    [SDEFED__QUERY_KIND__KIND_SURVEIL] = "surveil",   /* issue 6 */
+    [SDEFED__QUERY_KIND__KIND_VALIDATE] = "validate", /* issue 5 */
 };
 static const char *const domain_names[] = {
     [SDEFED__DOMAIN__DOMAIN_CONDITION] = "condition",
@@ -628,6 +630,207 @@ static int validate_summary(const Sdefed__SummarySpec *sm, bool explicit_index, 
     return rc;
 }
 
+/* ---- surveil kind (issue 6; docs/surveillance.md) ---- */
+
+static const char *const period_names[] = {
+    [SDEFED__SURVEIL_PERIOD__PERIOD_ALL] = "all",
+    [SDEFED__SURVEIL_PERIOD__PERIOD_MONTH] = "month",
+    [SDEFED__SURVEIL_PERIOD__PERIOD_QUARTER] = "quarter",
+    [SDEFED__SURVEIL_PERIOD__PERIOD_YEAR] = "year",
+};
+
+/* "YYYY-MM-DD" (a real calendar date, years 1900..2200) -> months since
+ * year 0 in *ym and a sortable yyyymmdd in *key. */
+static bool surveil_date(const char *d, int64_t *ym, int64_t *key)
+{
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    if (!d || strlen(d) != 10 || d[4] != '-' || d[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (d[i] < '0' || d[i] > '9'))
+            return false;
+    int y = atoi(d), m = atoi(d + 5), dd = atoi(d + 8);
+    if (y < 1900 || y > 2200 || m < 1 || m > 12 || dd < 1 || dd > mdays[m - 1])
+        return false;
+    if (m == 2 && dd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return false;
+    *ym = (int64_t)y * 12 + (m - 1);
+    *key = (int64_t)y * 10000 + m * 100 + dd;
+    return true;
+}
+
+static int validate_surveil(const Sdefed__SurveilSpec *sv, struct path *p, char *err,
+                            size_t errlen)
+{
+    size_t old;
+    int rc = 0;
+
+    old = path_push_key(p, "exposure");
+    rc = sv->exposure ? validate_criterion_ex(sv->exposure, true, NULL, p, err, errlen)
+                      : fail(err, errlen, p, "required for kind surveil");
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    old = path_push_key(p, "outcome");
+    if (!sv->outcome)
+        rc = fail(err, errlen, p, "required for kind surveil");
+    else if (sv->outcome->window)
+        rc = fail(err, errlen, p, "no window here (use window_days)");
+    else if (sv->outcome->first_only)
+        rc = fail(err, errlen, p, "first_only is implied (the first outcome in the window)");
+    else
+        rc = validate_criterion_ex(sv->outcome, false, NULL, p, err, errlen);
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    if (sv->comparator) {
+        old = path_push_key(p, "comparator");
+        rc = validate_criterion_ex(sv->comparator, true, NULL, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    old = path_push_key(p, "window_days");
+    if (!sv->window)
+        rc = fail(err, errlen, p, "required for kind surveil ([start, end] days after index)");
+    else if (sv->window->start_days < 0 || sv->window->end_days > SPEC_MAX_DAYS)
+        rc = fail(err, errlen, p, "days must be within 0..%d after the index", SPEC_MAX_DAYS);
+    else if (sv->window->end_days < sv->window->start_days)
+        rc = fail(err, errlen, p, "end (%d) is before start (%d)", (int)sv->window->end_days,
+                  (int)sv->window->start_days);
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    old = path_push_key(p, "period");
+    if ((int)sv->period != 0 && !*name_of(period_names, COUNT_OF(period_names), (int)sv->period))
+        rc = fail(err, errlen, p, "unknown period value %d", (int)sv->period);
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    int64_t fym = 0, tym = 0, fk = 0, tk = 0;
+    old = path_push_key(p, "from");
+    if (!sv->from || !*sv->from)
+        rc = fail(err, errlen, p, "required for kind surveil (YYYY-MM-DD)");
+    else if (!surveil_date(sv->from, &fym, &fk))
+        rc = fail(err, errlen, p, "not a date YYYY-MM-DD (years 1900..2200)");
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    old = path_push_key(p, "to");
+    if (!sv->to || !*sv->to)
+        rc = fail(err, errlen, p, "required for kind surveil (YYYY-MM-DD)");
+    else if (!surveil_date(sv->to, &tym, &tk))
+        rc = fail(err, errlen, p, "not a date YYYY-MM-DD (years 1900..2200)");
+    else if (tk < fk)
+        rc = fail(err, errlen, p, "is before from");
+    else if ((sv->period == SDEFED__SURVEIL_PERIOD__PERIOD_MONTH ? tym - fym + 1
+              : sv->period == SDEFED__SURVEIL_PERIOD__PERIOD_QUARTER ? tym / 3 - fym / 3 + 1
+                                                                     : 1) >
+             SPEC_SURVEIL_MAX_PERIODS)
+        rc = fail(err, errlen, p, "more than %d periods after from", SPEC_SURVEIL_MAX_PERIODS);
+    path_pop(p, old);
+    return rc;
+}
+
+/* issue 5: the `validate` object (docs/validate.md). */
+static bool column_name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char ch = s[n];
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+        if (n >= 63 || !(alpha || (n > 0 && ch >= '0' && ch <= '9')))
+            return false;
+    }
+    return n > 0;
+}
+
+static int validate_validate(const Sdefed__ValidateSpec *v, struct path *p, char *err,
+                             size_t errlen)
+{
+    size_t old;
+    int rc = 0;
+    old = path_push_key(p, "thresholds");
+    if (v->n_thresholds > SPEC_MAX_THRESHOLDS)
+        rc = fail(err, errlen, p, "more than %d thresholds", SPEC_MAX_THRESHOLDS);
+    for (size_t i = 0; rc == 0 && i < v->n_thresholds; i++) {
+        size_t o2 = path_push_index(p, i);
+        double x = v->thresholds[i];
+        if (!(x >= 0.0 && x <= 1.0))
+            rc = fail(err, errlen, p, "must be a number in [0, 1]");
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (v->thresholds[j] == x)
+                rc = fail(err, errlen, p, "duplicate threshold");
+        path_pop(p, o2);
+    }
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    old = path_push_key(p, "bins");
+    if (v->bins > SPEC_MAX_BINS)
+        rc = fail(err, errlen, p, "must be 1..%d", SPEC_MAX_BINS);
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    old = path_push_key(p, "by");
+    if (v->n_by > SPEC_MAX_STRATIFIERS)
+        rc = fail(err, errlen, p, "more than %d columns", SPEC_MAX_STRATIFIERS);
+    for (size_t i = 0; rc == 0 && i < v->n_by; i++) {
+        size_t o2 = path_push_index(p, i);
+        if (!v->by[i] || !column_name_ok(v->by[i]))
+            rc = fail(err, errlen, p, "must be a column name of 1-63 of [A-Za-z0-9_]");
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (strcmp(v->by[j], v->by[i]) == 0)
+                rc = fail(err, errlen, p, "duplicate column");
+        path_pop(p, o2);
+    }
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    const char *mv = str_or_empty(v->model_version);
+    if (*mv) {
+        old = path_push_key(p, "model_version");
+        rc = check_name(mv, strlen(mv), p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    if (v->outcome) {
+        const Sdefed__ValidateOutcome *o = v->outcome;
+        old = path_push_key(p, "outcome");
+        const char *ds = str_or_empty(o->dataset);
+        size_t o2 = path_push_key(p, "dataset");
+        rc = *ds ? check_name(ds, strlen(ds), p, err, errlen)
+                 : fail(err, errlen, p, "required (the OMOP dataset of the outcome)");
+        path_pop(p, o2);
+        if (rc == 0) {
+            bool windowed = false;
+            o2 = path_push_key(p, "criterion");
+            if (!o->criterion)
+                rc = fail(err, errlen, p, "required");
+            else
+                rc = validate_criterion_ex(o->criterion, false, &windowed, p, err, errlen);
+            if (rc == 0 && (o->criterion->window || o->criterion->value ||
+                            o->criterion->n_units || o->criterion->first_only))
+                rc = fail(err, errlen, p, "only domain, concepts, descendants and exclude "
+                                          "(the window is outcome.window_days)");
+            path_pop(p, o2);
+        }
+        if (rc == 0) {
+            o2 = path_push_key(p, "window_days");
+            if (!o->window)
+                rc = fail(err, errlen, p, "required");
+            else if (o->window->start_days > o->window->end_days ||
+                     o->window->start_days < 0 || o->window->end_days > SPEC_MAX_DAYS)
+                rc = fail(err, errlen, p, "must be [start, end] with 0 <= start <= end <= %d",
+                          SPEC_MAX_DAYS);
+            path_pop(p, o2);
+        }
+        path_pop(p, old);
+    }
+    return rc;
+}
+
 int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
 {
     struct path p = { "" };
@@ -647,6 +850,8 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
     bool count = s->kind == SDEFED__QUERY_KIND__KIND_COUNT ||
                  s->kind == SDEFED__QUERY_KIND__KIND_SUMMARY;
     bool explicit_index = false, any_index = false;
+    bool surveil = s->kind == SDEFED__QUERY_KIND__KIND_SURVEIL;   /* issue 6 */
+    bool validate = s->kind == SDEFED__QUERY_KIND__KIND_VALIDATE; /* issue 5 */
 
     const char *project = str_or_empty(s->project);
     old = path_push_key(&p, "project");
@@ -657,7 +862,7 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
 
     const char *dataset = str_or_empty(s->dataset);
     old = path_push_key(&p, "dataset");
-    if (count)
+    if (count || surveil || validate)
         rc = *dataset ? check_name(dataset, strlen(dataset), &p, err, errlen)
                       : fail(err, errlen, &p, "required for kind count");
     else if (*dataset)
@@ -668,7 +873,10 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
 
     old = path_push_key(&p, "cohort");
     size_t n_all = s->cohort ? s->cohort->n_all : 0;
-    if (!count) {
+    if (surveil) {
+        if (s->cohort)
+            rc = fail(err, errlen, &p, "not allowed for kind surveil (use exposure)");
+    } else if (!count) {
         if (n_all > 0 || (s->cohort && (s->cohort->n_nodes || s->cohort->index)))
             rc = fail(err, errlen, &p, "not allowed for kind catalog");
     } else if (!s->cohort) {
@@ -691,8 +899,35 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
     if (rc)
         return rc;
 
+    if (surveil || s->surveil) {   /* issue 6 */
+        old = path_push_key(&p, "surveil");
+        if (!surveil)
+            rc = fail(err, errlen, &p, "only for kind surveil");
+        else if (!s->surveil)
+            rc = fail(err, errlen, &p, "required for kind surveil");
+        path_pop(&p, old);
+        if (rc == 0)
+            rc = validate_surveil(s->surveil, &p, err, errlen);
+        if (rc)
+            return rc;
+        any_index = true;   /* the exposure is the index */
+    }
+
+    if (validate || s->validate) {   /* issue 5 */
+        old = path_push_key(&p, "validate");
+        if (!validate)
+            rc = fail(err, errlen, &p, "only for kind validate");
+        else if (!s->validate)
+            rc = fail(err, errlen, &p, "required for kind validate");
+        else
+            rc = validate_validate(s->validate, &p, err, errlen);
+        path_pop(&p, old);
+        if (rc)
+            return rc;
+    }
+
     old = path_push_key(&p, "by");
-    if (s->n_by > 0 && !count)
+    if (s->n_by > 0 && !count && !surveil)
         rc = fail(err, errlen, &p, "not allowed for kind catalog");
     else if (s->n_by > SPEC_MAX_STRATIFIERS)
         rc = fail(err, errlen, &p, "more than %d stratifiers", SPEC_MAX_STRATIFIERS);
@@ -706,6 +941,9 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
             if (s->by[j] == s->by[i])
                 rc = fail(err, errlen, &p, "duplicate stratifier \"%s\"",
                           spec_stratifier_name(s->by[i]));
+        if (rc == 0 && surveil && s->by[i] != SDEFED__STRATIFIER__STRAT_SEX &&
+            s->by[i] != SDEFED__STRATIFIER__STRAT_AGE_BAND)   /* issue 6 */
+            rc = fail(err, errlen, &p, "kind surveil is stratified by sex and age_band only");
         if (rc == 0 && !any_index &&
             (s->by[i] == SDEFED__STRATIFIER__STRAT_AGE_BAND ||
              s->by[i] == SDEFED__STRATIFIER__STRAT_YEAR ||
@@ -786,6 +1024,11 @@ struct build {
     Sdefed__ObservationRequirement obs;
     Sdefed__SummarySpec summary;
     Sdefed__Window summary_window;
+    Sdefed__SurveilSpec surveil;    /* issue 6 */
+    Sdefed__Window surveil_window;
+    Sdefed__ValidateSpec validate;  /* issue 5 */
+    Sdefed__ValidateOutcome vout;
+    Sdefed__Window vout_window;
 };
 
 static void build_free(struct build *b)
@@ -805,6 +1048,8 @@ static void build_free(struct build *b)
     free(b->nodep);
     free(b->summary.concepts);
     free(b->summary.units);
+    free(b->validate.thresholds);   /* issue 5 */
+    free(b->validate.by);
 }
 
 /* Refuse any key of object o not in the NULL-terminated list known. */
@@ -1467,11 +1712,207 @@ static int parse_policy(json_t *pol, struct build *b, struct path *p, char *err,
     return 0;
 }
 
+/* The surveil keys at the top level of a spec (issue 6). */
+static const char *const surveil_keys[] = { "exposure", "outcome", "window_days", "period",
+                                            "from", "to", "every", "comparator", NULL };
+
+static int parse_surveil_crit(json_t *root, const char *key, bool is_index, struct build *b,
+                              Sdefed__Criterion **out, struct path *p, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(root, key);
+    int rc = 0;
+    if (!v)
+        return 0;
+    size_t old = path_push_key(p, key);
+    struct crit_store *cs = crit_new(b, err, errlen, &rc);
+    if (cs)
+        rc = parse_criterion(v, cs, false, NULL, p, err, errlen);
+    path_pop(p, old);
+    (void)is_index;
+    if (rc == 0)
+        *out = &cs->c;
+    return rc;
+}
+
+static int parse_surveil(json_t *root, struct build *b, struct path *p, char *err,
+                         size_t errlen)
+{
+    Sdefed__SurveilSpec *o = &b->surveil;
+    const char *s;
+    size_t len, old;
+    int rc;
+
+    if ((rc = parse_surveil_crit(root, "exposure", true, b, &o->exposure, p, err, errlen)) ||
+        (rc = parse_surveil_crit(root, "outcome", false, b, &o->outcome, p, err, errlen)) ||
+        (rc = parse_surveil_crit(root, "comparator", true, b, &o->comparator, p, err, errlen)))
+        return rc;
+    json_t *w = json_object_get(root, "window_days");
+    if (w) {
+        old = path_push_key(p, "window_days");
+        json_t *a = json_array_get(w, 0), *e = json_array_get(w, 1);
+        if (!json_is_array(w) || json_array_size(w) != 2 || !json_is_integer(a) ||
+            !json_is_integer(e))
+            rc = fail(err, errlen, p, "must be [start, end]: two whole numbers of days");
+        else if (json_integer_value(a) < 0 || json_integer_value(e) > SPEC_MAX_DAYS ||
+                 json_integer_value(a) > SPEC_MAX_DAYS || json_integer_value(e) < 0)
+            rc = fail(err, errlen, p, "days must be within 0..%d after the index",
+                      SPEC_MAX_DAYS);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        sdefed__window__init(&b->surveil_window);
+        b->surveil_window.start_days = (int32_t)json_integer_value(a);
+        b->surveil_window.end_days = (int32_t)json_integer_value(e);
+        o->window = &b->surveil_window;
+    }
+    if ((rc = get_string(root, "period", &s, &len, p, err, errlen)))
+        return rc;
+    if (s) {
+        old = path_push_key(p, "period");
+        int v = strlen(s) == len ? value_of(period_names, COUNT_OF(period_names), s) : 0;
+        if (v == 0 && strcmp(s, "all") != 0)
+            rc = fail(err, errlen, p, "unknown period %s (expected month, quarter, year or all)",
+                      quote(s, len).s);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        o->period = (Sdefed__SurveilPeriod)v;
+    }
+    if ((rc = get_string(root, "from", &s, &len, p, err, errlen)))
+        return rc;
+    o->from = (char *)s;
+    if ((rc = get_string(root, "to", &s, &len, p, err, errlen)))
+        return rc;
+    o->to = (char *)s;
+    if ((rc = get_bool(root, "every", &o->every, p, err, errlen)))
+        return rc;
+    b->spec.surveil = o;
+    return 0;
+}
+
+/* issue 5: "validate": {"thresholds": [...], "bins": 10, "by": [...],
+ * "model_version": "...", "outcome": {"dataset", "criterion", "window_days"}} */
+static int parse_validate(json_t *v, struct build *b, struct path *p, char *err, size_t errlen)
+{
+    static const char *const keys[] = { "thresholds", "bins", "by", "model_version", "outcome",
+                                        NULL };
+    static const char *const okeys[] = { "dataset", "criterion", "window_days", NULL };
+    Sdefed__ValidateSpec *o = &b->validate;
+    const char *s;
+    size_t old;
+    int rc;
+    if (!json_is_object(v))
+        return fail(err, errlen, p, "must be an object, got %s", jtype(v));
+    if ((rc = check_keys(v, keys, p, err, errlen)))
+        return rc;
+    json_t *a = json_object_get(v, "thresholds");
+    if (a) {
+        old = path_push_key(p, "thresholds");
+        if (!json_is_array(a) || json_array_size(a) > SPEC_MAX_THRESHOLDS)
+            rc = fail(err, errlen, p, "must be a list of at most %d numbers",
+                      SPEC_MAX_THRESHOLDS);
+        else if (json_array_size(a) &&
+                 !(o->thresholds = calloc(json_array_size(a), sizeof *o->thresholds)))
+            rc = nomem(err, errlen);
+        for (size_t i = 0; rc == 0 && i < json_array_size(a); i++) {
+            json_t *x = json_array_get(a, i);
+            if (!json_is_number(x)) {
+                size_t o2 = path_push_index(p, i);
+                rc = fail(err, errlen, p, "must be a number, got %s", jtype(x));
+                path_pop(p, o2);
+            } else {
+                o->thresholds[o->n_thresholds++] = json_number_value(x);
+            }
+        }
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    if (json_object_get(v, "bins")) {
+        int64_t n = 0;
+        if ((rc = get_int(v, "bins", 1, SPEC_MAX_BINS, &n, p, err, errlen)))
+            return rc;
+        o->bins = n == 10 ? 0 : (uint32_t)n;   /* 10 is the default */
+    }
+    a = json_object_get(v, "by");
+    if (a) {
+        old = path_push_key(p, "by");
+        if (!json_is_array(a) || json_array_size(a) > SPEC_MAX_STRATIFIERS)
+            rc = fail(err, errlen, p, "must be a list of at most %d column names",
+                      SPEC_MAX_STRATIFIERS);
+        else if (json_array_size(a) && !(o->by = calloc(json_array_size(a), sizeof *o->by)))
+            rc = nomem(err, errlen);
+        for (size_t i = 0; rc == 0 && i < json_array_size(a); i++) {
+            json_t *x = json_array_get(a, i);
+            size_t o2 = path_push_index(p, i);
+            if (!json_is_string(x) || strlen(json_string_value(x)) != json_string_length(x) ||
+                !column_name_ok(json_string_value(x)))
+                rc = fail(err, errlen, p, "must be a column name of 1-63 of [A-Za-z0-9_]");
+            else
+                o->by[o->n_by++] = (char *)json_string_value(x);
+            path_pop(p, o2);
+        }
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    if ((rc = get_name(v, "model_version", &s, p, err, errlen)))
+        return rc;
+    if (s)
+        o->model_version = (char *)s;
+    json_t *out = json_object_get(v, "outcome");
+    if (out) {
+        old = path_push_key(p, "outcome");
+        if (!json_is_object(out))
+            rc = fail(err, errlen, p, "must be an object, got %s", jtype(out));
+        else
+            rc = check_keys(out, okeys, p, err, errlen);
+        if (rc == 0)
+            rc = get_name(out, "dataset", &s, p, err, errlen);
+        if (rc == 0 && s)
+            b->vout.dataset = (char *)s;
+        json_t *c = rc == 0 ? json_object_get(out, "criterion") : NULL;
+        if (c) {
+            size_t o2 = path_push_key(p, "criterion");
+            struct crit_store *cs = crit_new(b, err, errlen, &rc);
+            if (cs)
+                rc = parse_criterion(c, cs, false, NULL, p, err, errlen);
+            if (rc == 0)
+                b->vout.criterion = &cs->c;
+            path_pop(p, o2);
+        }
+        json_t *w = rc == 0 ? json_object_get(out, "window_days") : NULL;
+        if (w) {
+            size_t o2 = path_push_key(p, "window_days");
+            json_t *w0 = json_array_get(w, 0), *w1 = json_array_get(w, 1);
+            if (!json_is_array(w) || json_array_size(w) != 2 || !json_is_integer(w0) ||
+                !json_is_integer(w1) || json_integer_value(w0) < 0 ||
+                json_integer_value(w1) > SPEC_MAX_DAYS ||
+                json_integer_value(w0) > json_integer_value(w1))
+                rc = fail(err, errlen, p, "must be [start, end] with 0 <= start <= end <= %d",
+                          SPEC_MAX_DAYS);
+            else {
+                sdefed__window__init(&b->vout_window);
+                b->vout_window.start_days = (int32_t)json_integer_value(w0);
+                b->vout_window.end_days = (int32_t)json_integer_value(w1);
+                b->vout.window = &b->vout_window;
+            }
+            path_pop(p, o2);
+        }
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        o->outcome = &b->vout;
+    }
+    b->spec.validate = o;
+    return 0;
+}
+
 static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
 {
     static const char *const keys[] = { "kind", "project", "dataset", "cohort", "by",
                                         "policy", "margins", "summary", "age_band_width",
-                                        NULL };
+                                        "validate", NULL };
     struct path p = { "" };
     const char *kind, *s;
     size_t len, old;
@@ -1479,7 +1920,21 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
 
     if (!json_is_object(root))
         return fail(err, errlen, NULL, "must be a JSON object, got %s", jtype(root));
-    if ((rc = check_keys(root, keys, &p, err, errlen)))
+    /* issue 6: the surveil keys are checked here, the rest as before */
+    bool is_surveil = json_is_string(json_object_get(root, "kind")) &&
+                      strcmp(json_string_value(json_object_get(root, "kind")), "surveil") == 0;
+    if (is_surveil) {
+        json_t *tmp = json_deep_copy(root);
+        if (!tmp)
+            return nomem(err, errlen);
+        for (size_t i = 0; surveil_keys[i]; i++)
+            json_object_del(tmp, surveil_keys[i]);
+        rc = check_keys(tmp, keys, &p, err, errlen);
+        json_decref(tmp);
+    } else {
+        rc = check_keys(root, keys, &p, err, errlen);
+    }
+    if (rc)
         return rc;
 
     if ((rc = get_string(root, "kind", &kind, &len, &p, err, errlen)))
@@ -1498,6 +1953,9 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
     bool count = b->spec.kind == SDEFED__QUERY_KIND__KIND_COUNT ||
                  b->spec.kind == SDEFED__QUERY_KIND__KIND_SUMMARY;
     const char *kname = kind_names[b->spec.kind];
+    bool surveil = b->spec.kind == SDEFED__QUERY_KIND__KIND_SURVEIL;   /* issue 6 */
+    if (surveil && (rc = parse_surveil(root, b, &p, err, errlen)))
+        return rc;
 
     if ((rc = get_name(root, "project", &s, &p, err, errlen)))
         return rc;
@@ -1512,9 +1970,10 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
     if ((rc = get_name(root, "dataset", &s, &p, err, errlen)))
         return rc;
     old = path_push_key(&p, "dataset");
-    if (count && !s)
+    bool validate = b->spec.kind == SDEFED__QUERY_KIND__KIND_VALIDATE;   /* issue 5 */
+    if ((count || surveil || validate) && !s)
         rc = fail(err, errlen, &p, "required for kind %s", kname);
-    else if (!count && s)
+    else if (!count && !surveil && !validate && s)
         rc = fail(err, errlen, &p, "not allowed for kind catalog");
     path_pop(&p, old);
     if (rc)
@@ -1526,6 +1985,8 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
     old = path_push_key(&p, "cohort");
     if (count && !v)
         rc = fail(err, errlen, &p, "required for kind %s", kname);
+    else if (surveil && v)
+        rc = fail(err, errlen, &p, "not allowed for kind surveil (use exposure)");
     else if (!count && v)
         rc = fail(err, errlen, &p, "not allowed for kind catalog");
     else if (v) {
@@ -1548,6 +2009,18 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
     if (rc)
         return rc;
 
+    v = json_object_get(root, "validate");   /* issue 5 */
+    old = path_push_key(&p, "validate");
+    if (validate && !v)
+        rc = fail(err, errlen, &p, "required for kind validate");
+    else if (!validate && v)
+        rc = fail(err, errlen, &p, "only for kind validate");
+    else if (v)
+        rc = parse_validate(v, b, &p, err, errlen);
+    path_pop(&p, old);
+    if (rc)
+        return rc;
+
     if (json_object_get(root, "age_band_width")) {
         int64_t w = 0;
         rc = get_int(root, "age_band_width", 1, SPEC_MAX_AGE_BAND_WIDTH, &w, &p, err, errlen);
@@ -1558,7 +2031,7 @@ static int parse_root(json_t *root, struct build *b, char *err, size_t errlen)
 
     if ((v = json_object_get(root, "by"))) {
         old = path_push_key(&p, "by");
-        rc = count ? parse_by(v, b, &p, err, errlen)
+        rc = count || surveil ? parse_by(v, b, &p, err, errlen)
                    : fail(err, errlen, &p, "not allowed for kind catalog");
         path_pop(&p, old);
         if (rc)
@@ -1670,6 +2143,9 @@ int spec_parse_json(const char *text, size_t len, Sdefed__QuerySpec **out,
     sdefed__cohort__init(&b.cohort);
     sdefed__policy_request__init(&b.policy);
     sdefed__summary_spec__init(&b.summary);
+    sdefed__surveil_spec__init(&b.surveil);   /* issue 6 */
+    sdefed__validate_spec__init(&b.validate);   /* issue 5 */
+    sdefed__validate_outcome__init(&b.vout);
     b.spec.by = b.by;
 
     rc = parse_root(root, &b, err, errlen);
@@ -1941,6 +2417,75 @@ static json_t *summary_json(const Sdefed__SummarySpec *sm)
     return o;
 }
 
+/* The surveil fields, at the top level of o (issue 6). */
+static bool surveil_json(json_t *o, const Sdefed__SurveilSpec *sv)
+{
+    bool ok = true;
+    if (sv->exposure)
+        ok = put(o, "exposure", criterion_json(sv->exposure));
+    if (ok && sv->outcome)
+        ok = put(o, "outcome", criterion_json(sv->outcome));
+    if (ok && sv->window)
+        ok = put(o, "window_days", json_pack("[ii]", (int)sv->window->start_days,
+                                             (int)sv->window->end_days));
+    if (ok)
+        ok = put(o, "period", json_string(sv->period ? name_of(period_names,
+                                                               COUNT_OF(period_names),
+                                                               (int)sv->period)
+                                                     : "all"));
+    if (ok && sv->from && *sv->from)
+        ok = put(o, "from", jstr(sv->from));
+    if (ok && sv->to && *sv->to)
+        ok = put(o, "to", jstr(sv->to));
+    if (ok && sv->every)
+        ok = put(o, "every", json_true());
+    if (ok && sv->comparator)
+        ok = put(o, "comparator", criterion_json(sv->comparator));
+    return ok;
+}
+
+/* issue 5 */
+static json_t *validate_json(const Sdefed__ValidateSpec *v)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (ok && v->n_thresholds) {
+        json_t *a = json_array();
+        ok = a != NULL;
+        for (size_t i = 0; ok && i < v->n_thresholds; i++)
+            ok = push(a, json_real(v->thresholds[i]));
+        ok = ok ? put(o, "thresholds", a) : (json_decref(a), false);
+    }
+    if (ok && v->bins && v->bins != 10)
+        ok = put(o, "bins", json_integer(v->bins));
+    if (ok && v->n_by) {
+        json_t *a = json_array();
+        ok = a != NULL;
+        for (size_t i = 0; ok && i < v->n_by; i++)
+            ok = push(a, jstr(v->by[i]));
+        ok = ok ? put(o, "by", a) : (json_decref(a), false);
+    }
+    if (ok && v->model_version && *v->model_version)
+        ok = put(o, "model_version", jstr(v->model_version));
+    if (ok && v->outcome) {
+        json_t *oc = json_object();
+        ok = oc != NULL;
+        if (ok)
+            ok = put(oc, "dataset", jstr(v->outcome->dataset));
+        if (ok && v->outcome->criterion)
+            ok = put(oc, "criterion", criterion_json(v->outcome->criterion));
+        if (ok && v->outcome->window)
+            ok = put(oc, "window_days", json_pack("[ii]", (int)v->outcome->window->start_days,
+                                                  (int)v->outcome->window->end_days));
+        ok = ok ? put(o, "outcome", oc) : (json_decref(oc), false);
+    }
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 json_t *spec_to_json(const Sdefed__QuerySpec *s)
 {
     if (!s)
@@ -1957,6 +2502,10 @@ json_t *spec_to_json(const Sdefed__QuerySpec *s)
         ok = put(o, "cohort", cohort_json(s->cohort));
     if (ok && s->summary)
         ok = put(o, "summary", summary_json(s->summary));
+    if (ok && s->surveil)   /* issue 6 */
+        ok = surveil_json(o, s->surveil);
+    if (ok && s->validate)   /* issue 5 */
+        ok = put(o, "validate", validate_json(s->validate));
     if (ok && s->n_by > 0 && s->by) {
         json_t *by = json_array();
         ok = by != NULL;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "monitor_cmd.h"   /* issue 6 */
 #include "output.h"
 #include "protocol.h"
 #include "sdefed/log.h"
@@ -34,6 +35,8 @@ static void usage(FILE *f)
             "  query SPEC.json|-           run a query at every online site (or --sites)\n"
             "        [--sites a,b] [--timeout SECONDS]\n"
             "  results QUERY_ID            show a stored result again\n"
+            "  monitor add|list|show|rm    standing surveillance monitors (see 'sdefed monitor')\n"
+            "  alerts                      alerts raised by your monitors\n"
             "  protocol keygen|sign|verify signed protocols (see 'sdefed protocol'); no config\n"
             "query also takes a signed protocol (from 'sdefed protocol sign') in place of SPEC.json\n"
             "options for every command: --format table|json|csv (default table)\n"
@@ -128,6 +131,9 @@ int main(int argc, char **argv)
     /* `sdefed protocol ...` is offline and has its own options. */
     if (argc >= 2 && strcmp(argv[1], "protocol") == 0)
         return protocol_main(argc - 1, argv + 1);
+    /* issue 6: `sdefed monitor ...` and `sdefed alerts` take their own options. */
+    if (monitor_is_command(argc, argv))
+        return monitor_main(argc, argv);
     const char *config_path = getenv("SDEFED_CONF");
     const char *sites_arg = NULL;
     out_format fmt = OUT_TABLE;

@@ -32,6 +32,8 @@
  * "last_seen_unix_ms","address","datasets":[names]}]}.
  */
 #include "cli/output.h"
+#include "cli/output_surveil.h"   /* surveil kind (issue 6) */
+#include "cli/output_validate.h"  /* validate kind (issue 5) */
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -311,6 +313,10 @@ static json_t *site_json(const Sdefed__SiteResult *s, bool catalog)
     ok = ok && put(o, "rules_fired", strings_json(s->rules_fired, s->n_rules_fired));
     if (ok && s->n_summaries > 0)   /* summary kind (issue 3) */
         ok = put(o, "summaries", summaries_json(s->summaries, s->n_summaries, false));
+    if (ok && s->n_surveil > 0)     /* surveil kind (issue 6) */
+        ok = put(o, "surveil", out_surveil_rows_json(s->surveil, s->n_surveil, false));
+    if (ok && s->n_validations > 0)  /* validate kind (issue 5) */
+        ok = put(o, "validations", out_validations_json(s->validations, s->n_validations));
     json_decref(list);
     if (!ok) {
         json_decref(o);
@@ -350,6 +356,13 @@ json_t *out_result_json(const Sdefed__FederatedResult *r)
             ok = put(pooled, "cells", cells);
             cells = NULL;
         }
+        if (ok && r->kind == SDEFED__QUERY_KIND__KIND_SURVEIL)   /* issue 6 */
+            ok = put(pooled, "surveil", out_surveil_rows_json(r->pooled_surveil,
+                                                              r->n_pooled_surveil, true));
+        if (ok && r->kind == SDEFED__QUERY_KIND__KIND_VALIDATE)  /* issue 5 */
+            ok = put(pooled, "validations",
+                     out_pooled_validations_json(r->pooled_validations,
+                                                 r->n_pooled_validations));
         if (ok && r->kind == SDEFED__QUERY_KIND__KIND_SUMMARY)   /* issue 3 */
             ok = put(pooled, "summaries", summaries_json(r->pooled_summaries,
                                                          r->n_pooled_summaries, true));
@@ -1288,6 +1301,10 @@ int out_write_result(FILE *f, const Sdefed__FederatedResult *r, out_format fmt)
 {
     if (!f || !r)
         return SDF_EINVAL;
+    if (r->kind == SDEFED__QUERY_KIND__KIND_SURVEIL && fmt != OUT_JSON)   /* issue 6 */
+        return fmt == OUT_CSV ? out_surveil_csv(f, r) : out_surveil_table(f, r);
+    if (r->kind == SDEFED__QUERY_KIND__KIND_VALIDATE && fmt != OUT_JSON)  /* issue 5 */
+        return fmt == OUT_CSV ? out_validate_csv(f, r) : out_validate_table(f, r);
     switch (fmt) {
     case OUT_JSON: return write_json(f, out_result_json(r));
     case OUT_CSV: return csv_result(f, r);

@@ -40,6 +40,12 @@
 #define SPEC_MAX_DAYS 36500          /* |window|, observation days */
 #define SPEC_MAX_AGE 150
 #define SPEC_MAX_AGE_BAND_WIDTH 50
+/* validate kind (issue 5; docs/validate.md) */
+#define SPEC_MAX_THRESHOLDS 20
+#define SPEC_MAX_BINS 50
+/* Surveillance (issue 6; docs/surveillance.md): from..to spans at most
+ * this many periods (months, quarters or years). */
+#define SPEC_SURVEIL_MAX_PERIODS 600
 
 /* Parse a JSON spec and validate it. On success returns 0 and sets *out to a
  * spec that the caller frees with sdefed__query_spec__free_unpacked(*out,

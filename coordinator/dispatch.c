@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "pool.h"
+#include "sdefed/pbcopy.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
 
@@ -61,18 +62,6 @@ static void make_query_id(char *out, size_t len)
     snprintf(out, len, "q-%04d%02d%02d-%02d%02d%02d-%02x%02x%02x%02x", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1], rnd[2],
              rnd[3]);
-}
-
-static Sdefed__QuerySpec *copy_spec(const Sdefed__QuerySpec *s)
-{
-    size_t len = sdefed__query_spec__get_packed_size(s);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return NULL;
-    sdefed__query_spec__pack(s, buf);
-    Sdefed__QuerySpec *c = sdefed__query_spec__unpack(NULL, len, buf);
-    free(buf);
-    return c;
 }
 
 static void query_free_cb(uv_handle_t *h)
@@ -295,7 +284,7 @@ static void submit_any(coord *co, peer *analyst, const char *requester, uint64_t
         submit_error(analyst, request_id, done, done_ctx, SDEFED__ERROR_CODE__ERR_SPEC, err);
         return;
     }
-    q->spec = copy_spec(sub->spec);
+    q->spec = (Sdefed__QuerySpec *)pb_copy(&sub->spec->base);
     json_t *spec_json = spec_to_json(sub->spec);
     char *spec_text = spec_json ? json_dumps(spec_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(spec_json);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "sdefed/log.h"
+#include "sdefed/pbcopy.h"
 #include "sdefed/spec.h"
 
 #define SOFTWARE_ID "sdefed-coordinator 0.1.0"
@@ -74,13 +75,7 @@ static void remember_datasets(site_state *s, const Sdefed__Hello *h)
         d.name = h->datasets[i]->name;
         d.type = h->datasets[i]->type;
         d.omop_version = h->datasets[i]->omop_version;
-        size_t len = sdefed__dataset_info__get_packed_size(&d);
-        uint8_t *buf = malloc(len ? len : 1);
-        if (!buf)
-            break;
-        sdefed__dataset_info__pack(&d, buf);
-        Sdefed__DatasetInfo *copy = sdefed__dataset_info__unpack(NULL, len, buf);
-        free(buf);
+        Sdefed__DatasetInfo *copy = (Sdefed__DatasetInfo *)pb_copy(&d.base);
         if (!copy)
             break;
         s->datasets[s->n_datasets++] = copy;

@@ -9,6 +9,7 @@
 
 #include "sdefed/conf.h"
 #include "sdefed/conn.h"
+#include "sdefed/pbcopy.h"
 #include "sdefed/tls.h"
 
 #define K(name, type, field, req)                                                           \
@@ -42,18 +43,6 @@ typedef struct call_state {
     uv_timer_t timer;
     conn *c;
 } call_state;
-
-static Sdefed__Envelope *copy_envelope(const Sdefed__Envelope *e)
-{
-    size_t len = sdefed__envelope__get_packed_size(e);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return NULL;
-    sdefed__envelope__pack(e, buf);
-    Sdefed__Envelope *c = sdefed__envelope__unpack(NULL, len, buf);
-    free(buf);
-    return c;
-}
 
 static void fail(call_state *st, int rc, const char *why)
 {
@@ -107,7 +96,7 @@ static void on_message(conn *c, Sdefed__Envelope *env)
     }
     if (env->request_id != st->req->request_id)
         return;   /* not ours (e.g. a heartbeat) */
-    st->reply = copy_envelope(env);
+    st->reply = (Sdefed__Envelope *)pb_copy(&env->base);
     if (!st->reply) {
         fail(st, SDF_ENOMEM, "out of memory");
         return;

@@ -35,6 +35,8 @@
  * equals s for every s that spec_parse_json produced.
  */
 #include "sdefed/spec.h"
+#include "sdefed/jsonout.h"
+#include "sdefed/pbcopy.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -2152,13 +2154,7 @@ int spec_parse_json(const char *text, size_t len, Sdefed__QuerySpec **out,
     if (rc == 0)
         rc = spec_validate(&b.spec, err, errlen);   /* the one set of limits */
     if (rc == 0) {
-        size_t n = sdefed__query_spec__get_packed_size(&b.spec);
-        uint8_t *buf = malloc(n ? n : 1);
-        if (buf) {
-            size_t packed = sdefed__query_spec__pack(&b.spec, buf);
-            *out = sdefed__query_spec__unpack(NULL, packed, buf);
-            free(buf);
-        }
+        *out = (Sdefed__QuerySpec *)pb_copy(&b.spec.base);
         if (!*out) {
             set_err(err, errlen, "spec: out of memory");
             rc = SDF_ENOMEM;
@@ -2170,38 +2166,6 @@ int spec_parse_json(const char *text, size_t len, Sdefed__QuerySpec **out,
 }
 
 /* ---- QuerySpec -> canonical JSON ------------------------------------------------ */
-
-/* A JSON string for s; bytes that are not valid UTF-8 make jansson refuse,
- * so such a string (only possible in a spec that fails spec_validate) is
- * emitted with every non-ASCII byte replaced by '?'. NULL only on ENOMEM. */
-static json_t *jstr(const char *s)
-{
-    s = str_or_empty(s);
-    json_t *v = json_string(s);
-    if (v)
-        return v;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *c = copy; *c; c++)
-        if ((unsigned char)*c >= 0x80)
-            *c = '?';
-    v = json_string(copy);
-    free(copy);
-    return v;
-}
-
-/* Set o[k] = v; v is always consumed (jansson drops it on failure).
- * False when v is NULL or on ENOMEM. */
-static bool put(json_t *o, const char *k, json_t *v)
-{
-    return json_object_set_new(o, k, v) == 0;
-}
-
-static bool push(json_t *a, json_t *v)
-{
-    return json_array_append_new(a, v) == 0;
-}
 
 /* A sorted, de-duplicated JSON array of ids; NULL on ENOMEM. */
 static json_t *ids_json(const int64_t *v, size_t n)
@@ -2216,7 +2180,7 @@ static json_t *ids_json(const int64_t *v, size_t n)
             memcpy(sorted, v, n * sizeof sorted[0]);
             sort_unique(sorted, &n);
             for (size_t i = 0; ok && i < n; i++)
-                ok = push(a, json_integer(sorted[i]));
+                ok = jo_push(a, json_integer(sorted[i]));
         }
     }
     free(sorted);
@@ -2230,8 +2194,8 @@ static json_t *ids_json(const int64_t *v, size_t n)
 static json_t *window_json(const Sdefed__Window *w)
 {
     json_t *o = json_object();
-    if (o && put(o, "start_days", json_integer(w->start_days)) &&
-        put(o, "end_days", json_integer(w->end_days)))
+    if (o && jo_put(o, "start_days", json_integer(w->start_days)) &&
+        jo_put(o, "end_days", json_integer(w->end_days)))
         return o;
     json_decref(o);
     return NULL;
@@ -2243,35 +2207,35 @@ static json_t *criterion_json_ex(const Sdefed__Criterion *c, const char *event)
     json_t *o = json_object();
     bool ok = o != NULL;
 
-    ok = ok && put(o, "domain", json_string(spec_domain_name(c->domain)));
+    ok = ok && jo_put(o, "domain", json_string(spec_domain_name(c->domain)));
     if (ok && (c->n_concepts > 0 || c->domain != SDEFED__DOMAIN__DOMAIN_DEATH))
-        ok = put(o, "concepts", ids_json(c->concepts, c->n_concepts));
+        ok = jo_put(o, "concepts", ids_json(c->concepts, c->n_concepts));
     if (ok && c->descendants)
-        ok = put(o, "descendants", json_true());
+        ok = jo_put(o, "descendants", json_true());
     if (ok && c->n_exclude > 0)
-        ok = put(o, "exclude", ids_json(c->exclude, c->n_exclude));
+        ok = jo_put(o, "exclude", ids_json(c->exclude, c->n_exclude));
     if (ok && c->exclude_descendants)
-        ok = put(o, "exclude_descendants", json_true());
+        ok = jo_put(o, "exclude_descendants", json_true());
     if (ok && c->window)
-        ok = put(o, "window", window_json(c->window));
+        ok = jo_put(o, "window", window_json(c->window));
     if (ok && c->value) {
         json_t *v = json_object();
         ok = v != NULL;
         if (ok && c->value->has_min)
-            ok = put(v, "min", json_real(c->value->min));
+            ok = jo_put(v, "min", json_real(c->value->min));
         if (ok && c->value->has_max)
-            ok = put(v, "max", json_real(c->value->max));
+            ok = jo_put(v, "max", json_real(c->value->max));
         if (ok)
-            ok = put(o, "value", v);
+            ok = jo_put(o, "value", v);
         else
             json_decref(v);
     }
     if (ok && c->n_units > 0)
-        ok = put(o, "units", ids_json(c->units, c->n_units));
+        ok = jo_put(o, "units", ids_json(c->units, c->n_units));
     if (ok && c->first_only)
-        ok = put(o, "first_only", json_true());
+        ok = jo_put(o, "first_only", json_true());
     if (ok && event)
-        ok = put(o, "event", json_string(event));
+        ok = jo_put(o, "event", json_string(event));
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -2313,7 +2277,7 @@ static json_t *group_json(const Sdefed__Cohort *co, size_t i, unsigned depth)
         }
         if (not_)
             return v;
-        if (!push(a, v)) {
+        if (!jo_push(a, v)) {
             json_decref(a);
             return NULL;
         }
@@ -2329,7 +2293,7 @@ static json_t *node_json(const Sdefed__Cohort *co, size_t i, unsigned depth)
     if (nd->op == SDEFED__NODE_OP__NODE_CRITERION)
         return nd->criterion ? criterion_json(nd->criterion) : json_object();
     json_t *o = json_object();
-    if (o && put(o, node_key(nd->op), group_json(co, i, depth)))
+    if (o && jo_put(o, node_key(nd->op), group_json(co, i, depth)))
         return o;
     json_decref(o);
     return NULL;
@@ -2340,35 +2304,35 @@ static json_t *cohort_json(const Sdefed__Cohort *co)
     json_t *o = json_object();
     bool ok = o != NULL;
     if (ok && co->index)
-        ok = put(o, "index", criterion_json_ex(co->index, co->index_event ==
+        ok = jo_put(o, "index", criterion_json_ex(co->index, co->index_event ==
                                                SDEFED__INDEX_EVENT__INDEX_ALL ? "all" : NULL));
     if (ok && co->n_all > 0 && co->all) {
         json_t *all = json_array();
         ok = all != NULL;
         for (size_t i = 0; ok && i < co->n_all; i++)
             if (co->all[i])
-                ok = push(all, criterion_json(co->all[i]));
+                ok = jo_push(all, criterion_json(co->all[i]));
         if (ok)
-            ok = put(o, "all", all);
+            ok = jo_put(o, "all", all);
         else
             json_decref(all);
     } else if (ok && co->n_nodes > 0 && co->nodes && co->nodes[0]) {
         const Sdefed__CohortNode *root = co->nodes[0];
         if (root->op == SDEFED__NODE_OP__NODE_CRITERION) {
             json_t *all = json_array();
-            ok = all && push(all, node_json(co, 0, 1)) && put(o, "all", all);
+            ok = all && jo_push(all, node_json(co, 0, 1)) && jo_put(o, "all", all);
         } else {
-            ok = put(o, node_key(root->op), group_json(co, 0, 1));
+            ok = jo_put(o, node_key(root->op), group_json(co, 0, 1));
         }
     }
     if (ok && co->age) {
         json_t *a = json_object();
         ok = a != NULL;
         if (ok && co->age->has_min)
-            ok = put(a, "min", json_integer(co->age->min));
+            ok = jo_put(a, "min", json_integer(co->age->min));
         if (ok && co->age->has_max)
-            ok = put(a, "max", json_integer(co->age->max));
-        ok = ok && put(o, "age", a);
+            ok = jo_put(a, "max", json_integer(co->age->max));
+        ok = ok && jo_put(o, "age", a);
     }
     if (ok && co->n_sex > 0 && co->sex) {
         json_t *a = json_array();
@@ -2376,16 +2340,16 @@ static json_t *cohort_json(const Sdefed__Cohort *co)
         for (int sx = 1; ok && sx <= 3; sx++)
             for (size_t i = 0; ok && i < co->n_sex; i++)
                 if ((int)co->sex[i] == sx) {
-                    ok = push(a, json_string(sex_names[sx]));
+                    ok = jo_push(a, json_string(sex_names[sx]));
                     break;
                 }
-        ok = ok && put(o, "sex", a);
+        ok = ok && jo_put(o, "sex", a);
     }
     if (ok && co->observation) {
         json_t *a = json_object();
-        ok = a && put(a, "prior_days", json_integer(co->observation->prior_days)) &&
-             put(a, "post_days", json_integer(co->observation->post_days)) &&
-             put(o, "observation", a);
+        ok = a && jo_put(a, "prior_days", json_integer(co->observation->prior_days)) &&
+             jo_put(a, "post_days", json_integer(co->observation->post_days)) &&
+             jo_put(o, "observation", a);
     }
     if (!ok) {
         json_decref(o);
@@ -2398,18 +2362,18 @@ static json_t *summary_json(const Sdefed__SummarySpec *sm)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    ok = ok && put(o, "of", json_string(name_of(summary_of_names, COUNT_OF(summary_of_names),
+    ok = ok && jo_put(o, "of", json_string(name_of(summary_of_names, COUNT_OF(summary_of_names),
                                                  (int)sm->of)));
     if (ok && sm->n_concepts > 0)
-        ok = put(o, "concepts", ids_json(sm->concepts, sm->n_concepts));
+        ok = jo_put(o, "concepts", ids_json(sm->concepts, sm->n_concepts));
     if (ok && sm->descendants)
-        ok = put(o, "descendants", json_true());
+        ok = jo_put(o, "descendants", json_true());
     if (ok && sm->n_units > 0)
-        ok = put(o, "units", ids_json(sm->units, sm->n_units));
+        ok = jo_put(o, "units", ids_json(sm->units, sm->n_units));
     if (ok && sm->window)
-        ok = put(o, "window", window_json(sm->window));
+        ok = jo_put(o, "window", window_json(sm->window));
     if (ok && sm->pick == SDEFED__SUMMARY_PICK__PICK_FIRST)
-        ok = put(o, "pick", json_string("first"));
+        ok = jo_put(o, "pick", json_string("first"));
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -2422,25 +2386,25 @@ static bool surveil_json(json_t *o, const Sdefed__SurveilSpec *sv)
 {
     bool ok = true;
     if (sv->exposure)
-        ok = put(o, "exposure", criterion_json(sv->exposure));
+        ok = jo_put(o, "exposure", criterion_json(sv->exposure));
     if (ok && sv->outcome)
-        ok = put(o, "outcome", criterion_json(sv->outcome));
+        ok = jo_put(o, "outcome", criterion_json(sv->outcome));
     if (ok && sv->window)
-        ok = put(o, "window_days", json_pack("[ii]", (int)sv->window->start_days,
+        ok = jo_put(o, "window_days", json_pack("[ii]", (int)sv->window->start_days,
                                              (int)sv->window->end_days));
     if (ok)
-        ok = put(o, "period", json_string(sv->period ? name_of(period_names,
+        ok = jo_put(o, "period", json_string(sv->period ? name_of(period_names,
                                                                COUNT_OF(period_names),
                                                                (int)sv->period)
                                                      : "all"));
     if (ok && sv->from && *sv->from)
-        ok = put(o, "from", jstr(sv->from));
+        ok = jo_put(o, "from", jo_str(sv->from));
     if (ok && sv->to && *sv->to)
-        ok = put(o, "to", jstr(sv->to));
+        ok = jo_put(o, "to", jo_str(sv->to));
     if (ok && sv->every)
-        ok = put(o, "every", json_true());
+        ok = jo_put(o, "every", json_true());
     if (ok && sv->comparator)
-        ok = put(o, "comparator", criterion_json(sv->comparator));
+        ok = jo_put(o, "comparator", criterion_json(sv->comparator));
     return ok;
 }
 
@@ -2453,31 +2417,31 @@ static json_t *validate_json(const Sdefed__ValidateSpec *v)
         json_t *a = json_array();
         ok = a != NULL;
         for (size_t i = 0; ok && i < v->n_thresholds; i++)
-            ok = push(a, json_real(v->thresholds[i]));
-        ok = ok ? put(o, "thresholds", a) : (json_decref(a), false);
+            ok = jo_push(a, json_real(v->thresholds[i]));
+        ok = ok ? jo_put(o, "thresholds", a) : (json_decref(a), false);
     }
     if (ok && v->bins && v->bins != 10)
-        ok = put(o, "bins", json_integer(v->bins));
+        ok = jo_put(o, "bins", json_integer(v->bins));
     if (ok && v->n_by) {
         json_t *a = json_array();
         ok = a != NULL;
         for (size_t i = 0; ok && i < v->n_by; i++)
-            ok = push(a, jstr(v->by[i]));
-        ok = ok ? put(o, "by", a) : (json_decref(a), false);
+            ok = jo_push(a, jo_str(v->by[i]));
+        ok = ok ? jo_put(o, "by", a) : (json_decref(a), false);
     }
     if (ok && v->model_version && *v->model_version)
-        ok = put(o, "model_version", jstr(v->model_version));
+        ok = jo_put(o, "model_version", jo_str(v->model_version));
     if (ok && v->outcome) {
         json_t *oc = json_object();
         ok = oc != NULL;
         if (ok)
-            ok = put(oc, "dataset", jstr(v->outcome->dataset));
+            ok = jo_put(oc, "dataset", jo_str(v->outcome->dataset));
         if (ok && v->outcome->criterion)
-            ok = put(oc, "criterion", criterion_json(v->outcome->criterion));
+            ok = jo_put(oc, "criterion", criterion_json(v->outcome->criterion));
         if (ok && v->outcome->window)
-            ok = put(oc, "window_days", json_pack("[ii]", (int)v->outcome->window->start_days,
+            ok = jo_put(oc, "window_days", json_pack("[ii]", (int)v->outcome->window->start_days,
                                                   (int)v->outcome->window->end_days));
-        ok = ok ? put(o, "outcome", oc) : (json_decref(oc), false);
+        ok = ok ? jo_put(o, "outcome", oc) : (json_decref(oc), false);
     }
     if (!ok) {
         json_decref(o);
@@ -2493,45 +2457,45 @@ json_t *spec_to_json(const Sdefed__QuerySpec *s)
     json_t *o = json_object();
     bool ok = o != NULL;
 
-    ok = ok && put(o, "kind", json_string(spec_kind_name(s->kind)));
-    ok = ok && put(o, "project", jstr(s->project));
+    ok = ok && jo_put(o, "kind", json_string(spec_kind_name(s->kind)));
+    ok = ok && jo_put(o, "project", jo_str(s->project));
     if (ok && s->dataset && *s->dataset)
-        ok = put(o, "dataset", jstr(s->dataset));
+        ok = jo_put(o, "dataset", jo_str(s->dataset));
     if (ok && s->cohort &&
         ((s->cohort->n_all > 0 && s->cohort->all) || s->cohort->n_nodes > 0 || s->cohort->index))
-        ok = put(o, "cohort", cohort_json(s->cohort));
+        ok = jo_put(o, "cohort", cohort_json(s->cohort));
     if (ok && s->summary)
-        ok = put(o, "summary", summary_json(s->summary));
+        ok = jo_put(o, "summary", summary_json(s->summary));
     if (ok && s->surveil)   /* issue 6 */
         ok = surveil_json(o, s->surveil);
     if (ok && s->validate)   /* issue 5 */
-        ok = put(o, "validate", validate_json(s->validate));
+        ok = jo_put(o, "validate", validate_json(s->validate));
     if (ok && s->n_by > 0 && s->by) {
         json_t *by = json_array();
         ok = by != NULL;
         for (size_t i = 0; ok && i < s->n_by; i++)
-            ok = push(by, json_string(spec_stratifier_name(s->by[i])));
+            ok = jo_push(by, json_string(spec_stratifier_name(s->by[i])));
         if (ok)
-            ok = put(o, "by", by);
+            ok = jo_put(o, "by", by);
         else
             json_decref(by);
     }
     if (ok && s->age_band_width && s->age_band_width != 10)
-        ok = put(o, "age_band_width", json_integer(s->age_band_width));
+        ok = jo_put(o, "age_band_width", json_integer(s->age_band_width));
     if (ok && s->margins)
-        ok = put(o, "margins", json_true());
+        ok = jo_put(o, "margins", json_true());
     const Sdefed__PolicyRequest *pol = s->policy;
     if (ok && pol && (pol->min_cell || pol->rounding || pol->zero_is_disclosive)) {
         json_t *po = json_object();
         ok = po != NULL;
         if (ok && pol->min_cell)
-            ok = put(po, "min_cell", json_integer(pol->min_cell));
+            ok = jo_put(po, "min_cell", json_integer(pol->min_cell));
         if (ok && pol->rounding)
-            ok = put(po, "rounding", json_integer(pol->rounding));
+            ok = jo_put(po, "rounding", json_integer(pol->rounding));
         if (ok && pol->zero_is_disclosive)
-            ok = put(po, "zero_is_disclosive", json_true());
+            ok = jo_put(po, "zero_is_disclosive", json_true());
         if (ok)
-            ok = put(o, "policy", po);
+            ok = jo_put(o, "policy", po);
         else
             json_decref(po);
     }

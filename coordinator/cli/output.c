@@ -32,6 +32,7 @@
  * "last_seen_unix_ms","address","datasets":[names]}]}.
  */
 #include "cli/output.h"
+#include "sdefed/jsonout.h"
 #include "cli/output_surveil.h"   /* surveil kind (issue 6) */
 #include "cli/output_validate.h"  /* validate kind (issue 5) */
 
@@ -166,36 +167,6 @@ static int csv_result_summary(FILE *f, const Sdefed__FederatedResult *r);
 
 /* ---- JSON ------------------------------------------------------------------------ */
 
-/* A JSON string; invalid UTF-8 from the wire gets its non-ASCII bytes
- * replaced by '?'. NULL only on ENOMEM. */
-static json_t *jstr(const char *s)
-{
-    s = nz(s);
-    json_t *v = json_string(s);
-    if (v)
-        return v;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *c = copy; *c; c++)
-        if ((unsigned char)*c >= 0x80)
-            *c = '?';
-    v = json_string(copy);
-    free(copy);
-    return v;
-}
-
-/* o[k] = v; v is always consumed. False when v is NULL or on ENOMEM. */
-static bool put(json_t *o, const char *k, json_t *v)
-{
-    return json_object_set_new(o, k, v) == 0;
-}
-
-static bool push(json_t *a, json_t *v)
-{
-    return json_array_append_new(a, v) == 0;
-}
-
 /* {"name":"value",...}; the first occurrence of a repeated name wins. */
 static json_t *strata_json(Sdefed__Stratum *const *strata, size_t n)
 {
@@ -204,10 +175,10 @@ static json_t *strata_json(Sdefed__Stratum *const *strata, size_t n)
     for (size_t i = 0; ok && i < n; i++) {
         if (!strata[i])
             continue;
-        json_t *k = jstr(strata[i]->name);   /* key must be UTF-8 too */
+        json_t *k = jo_str(strata[i]->name);   /* key must be UTF-8 too */
         ok = k != NULL;
         if (ok && !json_object_get(o, json_string_value(k)))
-            ok = put(o, json_string_value(k), jstr(strata[i]->value));
+            ok = jo_put(o, json_string_value(k), jo_str(strata[i]->value));
         json_decref(k);
     }
     if (!ok) {
@@ -225,9 +196,9 @@ static json_t *value_json(int64_t v, Sdefed__CellStatus st)
 static json_t *cell_json(const Sdefed__Cell *c)
 {
     json_t *o = json_object();
-    bool ok = o && put(o, "strata", strata_json(c->strata, c->n_strata)) &&
-              put(o, "value", value_json(c->value, c->status)) &&
-              put(o, "status", json_string(cell_status(c->status)));
+    bool ok = o && jo_put(o, "strata", strata_json(c->strata, c->n_strata)) &&
+              jo_put(o, "value", value_json(c->value, c->status)) &&
+              jo_put(o, "status", json_string(cell_status(c->status)));
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -238,10 +209,10 @@ static json_t *cell_json(const Sdefed__Cell *c)
 static json_t *pooled_json(const Sdefed__PooledCell *c)
 {
     json_t *o = json_object();
-    bool ok = o && put(o, "strata", strata_json(c->strata, c->n_strata)) &&
-              put(o, "value", value_json(c->value, c->status)) &&
-              put(o, "status", json_string(cell_status(c->status))) &&
-              put(o, "lower_bound", json_boolean(c->lower_bound));
+    bool ok = o && jo_put(o, "strata", strata_json(c->strata, c->n_strata)) &&
+              jo_put(o, "value", value_json(c->value, c->status)) &&
+              jo_put(o, "status", json_string(cell_status(c->status))) &&
+              jo_put(o, "lower_bound", json_boolean(c->lower_bound));
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -254,7 +225,7 @@ static json_t *strings_json(char *const *v, size_t n)
     json_t *a = json_array();
     bool ok = a != NULL;
     for (size_t i = 0; ok && i < n; i++)
-        ok = push(a, jstr(v[i]));
+        ok = jo_push(a, jo_str(v[i]));
     if (!ok) {
         json_decref(a);
         return NULL;
@@ -265,12 +236,12 @@ static json_t *strings_json(char *const *v, size_t n)
 static json_t *dataset_json(const Sdefed__DatasetInfo *d)
 {
     json_t *o = json_object();
-    bool ok = o && put(o, "name", jstr(d->name)) && put(o, "type", jstr(d->type)) &&
-              put(o, "omop_version", jstr(d->omop_version)) &&
-              put(o, "person_count", value_json(d->person_count, d->person_count_status)) &&
-              put(o, "person_count_status", json_string(cell_status(d->person_count_status))) &&
-              put(o, "data_freshness", jstr(d->data_freshness)) &&
-              put(o, "domains", strings_json(d->domains, d->n_domains));
+    bool ok = o && jo_put(o, "name", jo_str(d->name)) && jo_put(o, "type", jo_str(d->type)) &&
+              jo_put(o, "omop_version", jo_str(d->omop_version)) &&
+              jo_put(o, "person_count", value_json(d->person_count, d->person_count_status)) &&
+              jo_put(o, "person_count_status", json_string(cell_status(d->person_count_status))) &&
+              jo_put(o, "data_freshness", jo_str(d->data_freshness)) &&
+              jo_put(o, "domains", strings_json(d->domains, d->n_domains));
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -282,41 +253,41 @@ static json_t *site_json(const Sdefed__SiteResult *s, bool catalog)
 {
     json_t *o = json_object();
     json_t *list = json_array();
-    bool ok = o && list && put(o, "site", jstr(s->site)) &&
-              put(o, "status", json_string(site_status(s->status))) &&
-              put(o, "reason", jstr(s->reason));
+    bool ok = o && list && jo_put(o, "site", jo_str(s->site)) &&
+              jo_put(o, "status", json_string(site_status(s->status))) &&
+              jo_put(o, "reason", jo_str(s->reason));
     if (catalog) {
         for (size_t i = 0; ok && i < s->n_catalog; i++)
             if (s->catalog[i])
-                ok = push(list, dataset_json(s->catalog[i]));
+                ok = jo_push(list, dataset_json(s->catalog[i]));
     } else {
         for (size_t i = 0; ok && i < s->n_cells; i++)
             if (s->cells[i])
-                ok = push(list, cell_json(s->cells[i]));
+                ok = jo_push(list, cell_json(s->cells[i]));
     }
     if (ok) {
-        ok = put(o, catalog ? "datasets" : "cells", list);   /* consumes list */
+        ok = jo_put(o, catalog ? "datasets" : "cells", list);   /* consumes list */
         list = NULL;
     }
     if (ok && s->policy) {
         json_t *p = json_object();
-        ok = p && put(p, "min_cell", json_integer(s->policy->min_cell)) &&
-             put(p, "rounding", json_integer(s->policy->rounding)) &&
-             put(p, "zero_is_disclosive", json_boolean(s->policy->zero_is_disclosive));
+        ok = p && jo_put(p, "min_cell", json_integer(s->policy->min_cell)) &&
+             jo_put(p, "rounding", json_integer(s->policy->rounding)) &&
+             jo_put(p, "zero_is_disclosive", json_boolean(s->policy->zero_is_disclosive));
         if (ok)
-            ok = put(o, "policy", p);
+            ok = jo_put(o, "policy", p);
         else
             json_decref(p);
     } else if (ok) {
-        ok = put(o, "policy", json_null());
+        ok = jo_put(o, "policy", json_null());
     }
-    ok = ok && put(o, "rules_fired", strings_json(s->rules_fired, s->n_rules_fired));
+    ok = ok && jo_put(o, "rules_fired", strings_json(s->rules_fired, s->n_rules_fired));
     if (ok && s->n_summaries > 0)   /* summary kind (issue 3) */
-        ok = put(o, "summaries", summaries_json(s->summaries, s->n_summaries, false));
+        ok = jo_put(o, "summaries", summaries_json(s->summaries, s->n_summaries, false));
     if (ok && s->n_surveil > 0)     /* surveil kind (issue 6) */
-        ok = put(o, "surveil", out_surveil_rows_json(s->surveil, s->n_surveil, false));
+        ok = jo_put(o, "surveil", out_surveil_rows_json(s->surveil, s->n_surveil, false));
     if (ok && s->n_validations > 0)  /* validate kind (issue 5) */
-        ok = put(o, "validations", out_validations_json(s->validations, s->n_validations));
+        ok = jo_put(o, "validations", out_validations_json(s->validations, s->n_validations));
     json_decref(list);
     if (!ok) {
         json_decref(o);
@@ -333,17 +304,17 @@ json_t *out_result_json(const Sdefed__FederatedResult *r)
     char when[32];
     json_t *o = json_object();
     json_t *sites = json_array();
-    bool ok = o && sites && put(o, "query_id", jstr(r->query_id)) &&
-              put(o, "kind", json_string(*spec_kind_name(r->kind) ? spec_kind_name(r->kind)
+    bool ok = o && sites && jo_put(o, "query_id", jo_str(r->query_id)) &&
+              jo_put(o, "kind", json_string(*spec_kind_name(r->kind) ? spec_kind_name(r->kind)
                                                                   : "unknown")) &&
-              put(o, "project", jstr(r->project)) && put(o, "requester", jstr(r->requester)) &&
-              put(o, "submitted", iso_utc(r->submitted_unix_ms, when, sizeof when)
+              jo_put(o, "project", jo_str(r->project)) && jo_put(o, "requester", jo_str(r->requester)) &&
+              jo_put(o, "submitted", iso_utc(r->submitted_unix_ms, when, sizeof when)
                                       ? json_string(when) : json_null());
     for (size_t i = 0; ok && i < r->n_sites; i++)
         if (r->sites[i])
-            ok = push(sites, site_json(r->sites[i], catalog));
+            ok = jo_push(sites, site_json(r->sites[i], catalog));
     if (ok) {
-        ok = put(o, "sites", sites);
+        ok = jo_put(o, "sites", sites);
         sites = NULL;
     }
     if (ok && !catalog) {
@@ -351,23 +322,23 @@ json_t *out_result_json(const Sdefed__FederatedResult *r)
         ok = pooled && cells;
         for (size_t i = 0; ok && i < r->n_pooled; i++)
             if (r->pooled[i])
-                ok = push(cells, pooled_json(r->pooled[i]));
+                ok = jo_push(cells, pooled_json(r->pooled[i]));
         if (ok) {
-            ok = put(pooled, "cells", cells);
+            ok = jo_put(pooled, "cells", cells);
             cells = NULL;
         }
         if (ok && r->kind == SDEFED__QUERY_KIND__KIND_SURVEIL)   /* issue 6 */
-            ok = put(pooled, "surveil", out_surveil_rows_json(r->pooled_surveil,
+            ok = jo_put(pooled, "surveil", out_surveil_rows_json(r->pooled_surveil,
                                                               r->n_pooled_surveil, true));
         if (ok && r->kind == SDEFED__QUERY_KIND__KIND_VALIDATE)  /* issue 5 */
-            ok = put(pooled, "validations",
+            ok = jo_put(pooled, "validations",
                      out_pooled_validations_json(r->pooled_validations,
                                                  r->n_pooled_validations));
         if (ok && r->kind == SDEFED__QUERY_KIND__KIND_SUMMARY)   /* issue 3 */
-            ok = put(pooled, "summaries", summaries_json(r->pooled_summaries,
+            ok = jo_put(pooled, "summaries", summaries_json(r->pooled_summaries,
                                                          r->n_pooled_summaries, true));
         if (ok) {
-            ok = put(o, "pooled", pooled);
+            ok = jo_put(o, "pooled", pooled);
             pooled = NULL;
         }
         json_decref(cells);
@@ -394,30 +365,30 @@ json_t *out_sites_json(const Sdefed__SitesReply *r)
             continue;
         char when[32];
         json_t *so = json_object(), *ds = json_array();
-        ok = so && ds && put(so, "site", jstr(s->site)) &&
-             put(so, "online", json_boolean(s->online)) &&
-             put(so, "last_seen", iso_utc(s->last_seen_unix_ms, when, sizeof when)
+        ok = so && ds && jo_put(so, "site", jo_str(s->site)) &&
+             jo_put(so, "online", json_boolean(s->online)) &&
+             jo_put(so, "last_seen", iso_utc(s->last_seen_unix_ms, when, sizeof when)
                                       ? json_string(when) : json_null()) &&
-             put(so, "last_seen_unix_ms", json_integer(s->last_seen_unix_ms > INT64_MAX
+             jo_put(so, "last_seen_unix_ms", json_integer(s->last_seen_unix_ms > INT64_MAX
                                                            ? INT64_MAX
                                                            : (json_int_t)s->last_seen_unix_ms)) &&
-             put(so, "address", jstr(s->address));
+             jo_put(so, "address", jo_str(s->address));
         for (size_t j = 0; ok && j < s->n_datasets; j++)
             if (s->datasets[j])
-                ok = push(ds, jstr(s->datasets[j]->name));
+                ok = jo_push(ds, jo_str(s->datasets[j]->name));
         if (ok) {
-            ok = put(so, "datasets", ds);
+            ok = jo_put(so, "datasets", ds);
             ds = NULL;
         }
         if (ok) {
-            ok = push(sites, so);
+            ok = jo_push(sites, so);
             so = NULL;
         }
         json_decref(ds);
         json_decref(so);
     }
     if (ok) {
-        ok = put(o, "sites", sites);
+        ok = jo_put(o, "sites", sites);
         sites = NULL;
     }
     json_decref(sites);
@@ -1013,30 +984,30 @@ static json_t *num_json(double v, Sdefed__CellStatus st)
 static json_t *summary_json(const Sdefed__Summary *s, bool pooled)
 {
     json_t *o = json_object();
-    bool ok = o && put(o, "strata", strata_json(s->strata, s->n_strata)) &&
-              put(o, "n", released(s->n_status) ? json_integer(s->n) : json_null()) &&
-              put(o, "n_status", json_string(cell_status(s->n_status))) &&
-              put(o, "mean", num_json(s->mean, s->mean_status)) &&
-              put(o, "mean_status", json_string(cell_status(s->mean_status))) &&
-              put(o, "sd", num_json(s->sd, s->sd_status)) &&
-              put(o, "sd_status", json_string(cell_status(s->sd_status)));
+    bool ok = o && jo_put(o, "strata", strata_json(s->strata, s->n_strata)) &&
+              jo_put(o, "n", released(s->n_status) ? json_integer(s->n) : json_null()) &&
+              jo_put(o, "n_status", json_string(cell_status(s->n_status))) &&
+              jo_put(o, "mean", num_json(s->mean, s->mean_status)) &&
+              jo_put(o, "mean_status", json_string(cell_status(s->mean_status))) &&
+              jo_put(o, "sd", num_json(s->sd, s->sd_status)) &&
+              jo_put(o, "sd_status", json_string(cell_status(s->sd_status)));
     if (ok && pooled) {
-        ok = put(o, "partial", json_boolean(s->partial)) &&
-             put(o, "sites", json_integer(s->sites));
+        ok = jo_put(o, "partial", json_boolean(s->partial)) &&
+             jo_put(o, "sites", json_integer(s->sites));
     } else if (ok) {
         json_t *qs = json_array();
         ok = qs != NULL;
         for (size_t i = 0; ok && i < s->n_quantiles; i++) {
             const Sdefed__Quantile *q = s->quantiles[i];
             json_t *qo = json_object();
-            ok = q && qo && put(qo, "p", json_real(q->p)) &&
-                 put(qo, "value", num_json(q->value, q->status)) &&
-                 put(qo, "status", json_string(cell_status(q->status))) && push(qs, qo);
+            ok = q && qo && jo_put(qo, "p", json_real(q->p)) &&
+                 jo_put(qo, "value", num_json(q->value, q->status)) &&
+                 jo_put(qo, "status", json_string(cell_status(q->status))) && jo_push(qs, qo);
             if (!ok && qo && !q)
                 json_decref(qo);
         }
         if (ok)
-            ok = put(o, "quantiles", qs);
+            ok = jo_put(o, "quantiles", qs);
         else
             json_decref(qs);
     }
@@ -1053,7 +1024,7 @@ static json_t *summaries_json(Sdefed__Summary *const *s, size_t n, bool pooled)
     bool ok = a != NULL;
     for (size_t i = 0; ok && i < n; i++)
         if (s[i])
-            ok = push(a, summary_json(s[i], pooled));
+            ok = jo_push(a, summary_json(s[i], pooled));
     if (!ok) {
         json_decref(a);
         return NULL;

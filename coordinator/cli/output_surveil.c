@@ -5,6 +5,7 @@
  * with "+" (a lower bound).
  */
 #include "cli/output_surveil.h"
+#include "sdefed/jsonout.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -35,11 +36,6 @@ static json_t *safe_str(const char *s)
     return json_string(buf);
 }
 
-static bool put(json_t *o, const char *k, json_t *v)
-{
-    return v && json_object_set_new(o, k, v) == 0;
-}
-
 static json_t *row_json(const Sdefed__SurveilRow *x, bool pooled)
 {
     json_t *o = json_object(), *st = json_object();
@@ -48,34 +44,34 @@ static json_t *row_json(const Sdefed__SurveilRow *x, bool pooled)
         if (!x->strata[k] || !x->strata[k]->name)
             continue;
         json_t *key = safe_str(x->strata[k]->name);
-        ok = key && put(st, json_string_value(key), safe_str(x->strata[k]->value));
+        ok = key && jo_put(st, json_string_value(key), safe_str(x->strata[k]->value));
         json_decref(key);
     }
     bool rate = released(x->rate_status), rr = released(x->rr_status);
-    ok = ok && put(o, "period", safe_str(x->period)) &&
-         put(o, "arm", json_string(x->comparator ? "comparator" : "exposure")) &&
-         put(o, "strata", st);
+    ok = ok && jo_put(o, "period", safe_str(x->period)) &&
+         jo_put(o, "arm", json_string(x->comparator ? "comparator" : "exposure")) &&
+         jo_put(o, "strata", st);
     if (ok)
         st = NULL;
     ok = ok &&
-         put(o, "persons", released(x->persons_status) ? json_integer(x->persons) : json_null()) &&
-         put(o, "persons_status", json_string(st_name(x->persons_status))) &&
-         put(o, "events", released(x->events_status) ? json_integer(x->events) : json_null()) &&
-         put(o, "events_status", json_string(st_name(x->events_status))) &&
-         put(o, "person_days", released(x->person_days_status) ? json_integer(x->person_days)
+         jo_put(o, "persons", released(x->persons_status) ? json_integer(x->persons) : json_null()) &&
+         jo_put(o, "persons_status", json_string(st_name(x->persons_status))) &&
+         jo_put(o, "events", released(x->events_status) ? json_integer(x->events) : json_null()) &&
+         jo_put(o, "events_status", json_string(st_name(x->events_status))) &&
+         jo_put(o, "person_days", released(x->person_days_status) ? json_integer(x->person_days)
                                                                : json_null()) &&
-         put(o, "person_days_status", json_string(st_name(x->person_days_status))) &&
-         put(o, "rate", rate ? json_real(x->rate) : json_null()) &&
-         put(o, "rate_lo", rate ? json_real(x->rate_lo) : json_null()) &&
-         put(o, "rate_hi", rate ? json_real(x->rate_hi) : json_null()) &&
-         put(o, "rate_status", json_string(st_name(x->rate_status)));
+         jo_put(o, "person_days_status", json_string(st_name(x->person_days_status))) &&
+         jo_put(o, "rate", rate ? json_real(x->rate) : json_null()) &&
+         jo_put(o, "rate_lo", rate ? json_real(x->rate_lo) : json_null()) &&
+         jo_put(o, "rate_hi", rate ? json_real(x->rate_hi) : json_null()) &&
+         jo_put(o, "rate_status", json_string(st_name(x->rate_status)));
     if (ok && !x->comparator)
-        ok = put(o, "rate_ratio", rr ? json_real(x->rate_ratio) : json_null()) &&
-             put(o, "rr_lo", rr ? json_real(x->rr_lo) : json_null()) &&
-             put(o, "rr_hi", rr ? json_real(x->rr_hi) : json_null());
+        ok = jo_put(o, "rate_ratio", rr ? json_real(x->rate_ratio) : json_null()) &&
+             jo_put(o, "rr_lo", rr ? json_real(x->rr_lo) : json_null()) &&
+             jo_put(o, "rr_hi", rr ? json_real(x->rr_hi) : json_null());
     if (ok && pooled)
-        ok = put(o, "lower_bound", json_boolean(x->lower_bound)) &&
-             put(o, "sites", json_integer(x->sites));
+        ok = jo_put(o, "lower_bound", json_boolean(x->lower_bound)) &&
+             jo_put(o, "sites", json_integer(x->sites));
     json_decref(st);
     if (!ok) {
         json_decref(o);

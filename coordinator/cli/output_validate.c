@@ -5,6 +5,7 @@
  * its reason and no numbers.
  */
 #include "cli/output_validate.h"
+#include "sdefed/jsonout.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -12,11 +13,6 @@
 
 #include "sdefed/err.h"
 #include "sdefed/spec.h"
-
-static bool put(json_t *o, const char *k, json_t *v)
-{
-    return json_object_set_new(o, k, v) == 0;
-}
 
 static bool count_ok(const Sdefed__ValidateCount *c)
 {
@@ -34,7 +30,7 @@ static json_t *strata_json(Sdefed__Stratum *const *s, size_t n)
 {
     json_t *o = json_object();
     for (size_t i = 0; o && i < n; i++)
-        if (!put(o, s[i]->name ? s[i]->name : "", json_string(s[i]->value ? s[i]->value : ""))) {
+        if (!jo_put(o, s[i]->name ? s[i]->name : "", json_string(s[i]->value ? s[i]->value : ""))) {
             json_decref(o);
             return NULL;
         }
@@ -95,25 +91,25 @@ json_t *out_validations_json(Sdefed__Validation *const *v, size_t n)
     for (size_t i = 0; a && i < n; i++) {
         const Sdefed__Validation *x = v[i];
         json_t *o = json_object();
-        bool ok = o && put(o, "strata", strata_json(x->strata, x->n_strata)) &&
-                  put(o, "released", json_boolean(x->released)) &&
-                  put(o, "withheld_reason",
+        bool ok = o && jo_put(o, "strata", strata_json(x->strata, x->n_strata)) &&
+                  jo_put(o, "released", json_boolean(x->released)) &&
+                  jo_put(o, "withheld_reason",
                       json_string(x->withheld_reason ? x->withheld_reason : ""));
         if (ok && x->released) {
-            ok = put(o, "n", count_json(x->n)) && put(o, "events", count_json(x->events)) &&
-                 put(o, "auc", json_real(x->auc)) && put(o, "auc_se", json_real(x->auc_se)) &&
-                 put(o, "auc_ci", json_pack("[ff]", x->auc_lo, x->auc_hi)) &&
-                 put(o, "brier", json_real(x->brier)) &&
-                 put(o, "oe_ratio", json_real(x->oe_ratio)) &&
-                 put(o, "citl", json_real(x->citl)) &&
-                 put(o, "calibration_slope",
+            ok = jo_put(o, "n", count_json(x->n)) && jo_put(o, "events", count_json(x->events)) &&
+                 jo_put(o, "auc", json_real(x->auc)) && jo_put(o, "auc_se", json_real(x->auc_se)) &&
+                 jo_put(o, "auc_ci", json_pack("[ff]", x->auc_lo, x->auc_hi)) &&
+                 jo_put(o, "brier", json_real(x->brier)) &&
+                 jo_put(o, "oe_ratio", json_real(x->oe_ratio)) &&
+                 jo_put(o, "citl", json_real(x->citl)) &&
+                 jo_put(o, "calibration_slope",
                      x->cal_converged ? json_real(x->cal_slope) : json_null()) &&
-                 put(o, "calibration_intercept",
+                 jo_put(o, "calibration_intercept",
                      x->cal_converged ? json_real(x->cal_intercept) : json_null()) &&
-                 put(o, "mean_predicted", json_real(x->mean_predicted)) &&
-                 put(o, "observed_rate", json_real(x->observed_rate)) &&
-                 put(o, "thresholds", thresholds_json(x->thresholds, x->n_thresholds)) &&
-                 put(o, "bins", bins_json(x->bins, x->n_bins));
+                 jo_put(o, "mean_predicted", json_real(x->mean_predicted)) &&
+                 jo_put(o, "observed_rate", json_real(x->observed_rate)) &&
+                 jo_put(o, "thresholds", thresholds_json(x->thresholds, x->n_thresholds)) &&
+                 jo_put(o, "bins", bins_json(x->bins, x->n_bins));
         }
         if (!ok || json_array_append_new(a, o) != 0) {
             if (!ok)
@@ -132,16 +128,16 @@ json_t *out_pooled_validations_json(Sdefed__PooledValidation *const *v, size_t n
         const Sdefed__PooledValidation *x = v[i];
         json_t *o = json_object();
         bool has = x->sites > 0;
-        bool ok = o && put(o, "strata", strata_json(x->strata, x->n_strata)) &&
-                  put(o, "sites", json_integer(x->sites)) &&
-                  put(o, "auc", has ? json_real(x->auc) : json_null()) &&
-                  put(o, "auc_ci", has ? json_pack("[ff]", x->auc_lo, x->auc_hi) : json_null()) &&
-                  put(o, "prediction_interval",
+        bool ok = o && jo_put(o, "strata", strata_json(x->strata, x->n_strata)) &&
+                  jo_put(o, "sites", json_integer(x->sites)) &&
+                  jo_put(o, "auc", has ? json_real(x->auc) : json_null()) &&
+                  jo_put(o, "auc_ci", has ? json_pack("[ff]", x->auc_lo, x->auc_hi) : json_null()) &&
+                  jo_put(o, "prediction_interval",
                       x->has_pi ? json_pack("[ff]", x->pi_lo, x->pi_hi) : json_null()) &&
-                  put(o, "tau2", json_real(x->tau2)) && put(o, "i2", json_real(x->i2)) &&
-                  put(o, "q", json_real(x->q)) && put(o, "partial", json_boolean(x->partial)) &&
-                  put(o, "thresholds", thresholds_json(x->thresholds, x->n_thresholds)) &&
-                  put(o, "bins", bins_json(x->bins, x->n_bins));
+                  jo_put(o, "tau2", json_real(x->tau2)) && jo_put(o, "i2", json_real(x->i2)) &&
+                  jo_put(o, "q", json_real(x->q)) && jo_put(o, "partial", json_boolean(x->partial)) &&
+                  jo_put(o, "thresholds", thresholds_json(x->thresholds, x->n_thresholds)) &&
+                  jo_put(o, "bins", bins_json(x->bins, x->n_bins));
         if (!ok || json_array_append_new(a, o) != 0) {
             if (!ok)
                 json_decref(o);

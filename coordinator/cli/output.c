@@ -735,6 +735,18 @@ static int table_print(FILE *f, const struct table *t)
     return 0;
 }
 
+/* A site that did not answer: one row, "site  status: reason". */
+static int table_add_site_status(struct table *t, const Sdefed__SiteResult *s)
+{
+    char *st = status_with_reason(s->status, s->reason);
+    if (!st)
+        return SDF_ENOMEM;
+    const char *row[] = { nz(s->site), st };
+    int rc = table_add(t, row, 2, true);
+    free(st);
+    return rc;
+}
+
 static int table_result_catalog(FILE *f, const Sdefed__FederatedResult *r)
 {
     static const char *const hdr[] = { "site", "status", "dataset", "type", "omop",
@@ -747,14 +759,7 @@ static int table_result_catalog(FILE *f, const Sdefed__FederatedResult *r)
         if (!s)
             continue;
         if (s->status != SDEFED__SITE_STATUS__SITE_OK) {
-            char *st = status_with_reason(s->status, s->reason);
-            if (!st) {
-                rc = SDF_ENOMEM;
-                break;
-            }
-            const char *row[] = { nz(s->site), st };
-            rc = table_add(&t, row, 2, true);
-            free(st);
+            rc = table_add_site_status(&t, s);
             continue;
         }
         size_t rows = 0;
@@ -857,14 +862,7 @@ static int table_result_count(FILE *f, const Sdefed__FederatedResult *r)
         if (!s)
             continue;
         if (s->status != SDEFED__SITE_STATUS__SITE_OK) {
-            char *st = status_with_reason(s->status, s->reason);
-            if (!st) {
-                rc = SDF_ENOMEM;
-                break;
-            }
-            const char *row[] = { nz(s->site), st };
-            rc = table_add(&t, row, 2, true);
-            free(st);
+            rc = table_add_site_status(&t, s);
             continue;
         }
         size_t rows = 0;

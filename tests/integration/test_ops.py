@@ -314,6 +314,22 @@ class ReloadTest(OpsTestBase):
         wait_until(lambda: "not a registered site" in self.sb.log("site-b"), 20,
                    what="site-b refused on reconnect")
 
+    def test_g_revoked_site_refused(self):
+        # The CRL names site-a's current certificate; once the coordinator has
+        # reloaded it, site-a's next connection is refused at the handshake.
+        pki("revoke", self.sb.pki, "site-a")
+        edit_conf(self.sb.path("coordinator.conf"), "coordinator", "crl",
+                  self.sb.path("pki", "ca.crl"))
+        self.reload_coordinator()
+        off = self.sb.log_size("coordinator")
+        self.sb.stop("site-a")
+        self.sb.start("site-a")
+        wait_until(lambda: "revoked" in self.sb.log_since("coordinator", off), 30,
+                   what="coordinator to refuse the revoked site certificate")
+        st = {s["site"]: s["online"] for s in self.coord_status()["sites"]}
+        self.assertIs(st["site-a"], False)
+        self.assertTrue(self.sb.alive("coordinator"))
+
 
 class DrainTest(OpsTestBase):
 

@@ -122,9 +122,12 @@ FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBAGENT) $(LIBSDEFED) $(PROTO_H)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBCOORD) $(LIBAGENT) $(LIBSDEFED) $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIBAGENT) $(LIBSDEFED) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIBCOORD) $(LIBAGENT) $(LIBSDEFED) $(LDLIBS)
+
+# fuzz_coord stands in for the connection layer (tests/fuzz/fuzz_coord.c).
+$(BUILD)/fuzz/fuzz_coord: LDFLAGS += -Wl,--wrap=peer_send
 
 fuzz-bins: $(FUZZ_BINS)
 

@@ -80,6 +80,12 @@ void peers_close_all(coord *co);
 uint64_t coord_now_ms(void);
 int peer_send(peer *p, const Sdefed__Envelope *env);
 void peer_send_error(peer *p, uint64_t request_id, Sdefed__ErrorCode code, const char *msg);
+/* What a connection's callbacks do, without the connection (on_message,
+ * on_close call these; tests/fuzz/fuzz_coord.c drives them directly with
+ * p->c NULL and p->id the peer's identity). handle_message may refuse the
+ * peer (its connection then closes); handle_close unlinks and frees p. */
+void peers_handle_message(peer *p, Sdefed__Envelope *env);
+void peers_handle_close(peer *p);
 
 /* dispatch.c */
 /* Handle an analyst's Submit (request_id echoed in the reply). */

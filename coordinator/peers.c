@@ -82,9 +82,27 @@ static void remember_datasets(site_state *s, const Sdefed__Hello *h)
     }
 }
 
+/* The peer's certificate identity, pin and address. A peer without a
+ * connection (the in-process harness tests/fuzz/fuzz_coord.c) stands for
+ * the identity already in p->id, unpinned, at no address. */
+static const char *peer_cn(const peer *p)
+{
+    return p->c ? conn_peer_cn(p->c) : p->id;
+}
+
+static const char *peer_fingerprint(const peer *p)
+{
+    return p->c ? conn_peer_fingerprint(p->c) : "";
+}
+
+static const char *peer_addr(const peer *p)
+{
+    return p->c ? conn_peer_addr(p->c) : "-";
+}
+
 static void refuse(peer *p, Sdefed__ErrorCode code, const char *why)
 {
-    log_warn("refusing %s (%s): %s", conn_peer_cn(p->c), conn_peer_addr(p->c), why);
+    log_warn("refusing %s (%s): %s", peer_cn(p), peer_addr(p), why);
     p->co->n_refused_peers++;
     conn_refuse(p->c, code, why);
 }
@@ -92,7 +110,8 @@ static void refuse(peer *p, Sdefed__ErrorCode code, const char *why)
 static void handle_hello(peer *p, const Sdefed__Hello *h)
 {
     coord *co = p->co;
-    const char *cn = conn_peer_cn(p->c);
+    char cn[sizeof p->id];
+    snprintf(cn, sizeof cn, "%s", peer_cn(p));
     if (h->protocol_version != SDEFED_PROTOCOL_VERSION) {
         char why[128];
         snprintf(why, sizeof why, "protocol version %u not supported (this coordinator speaks %u)",
@@ -115,7 +134,7 @@ static void handle_hello(peer *p, const Sdefed__Hello *h)
                                                    : "not a registered analyst");
         return;
     }
-    if (who->fingerprint[0] && strcmp(who->fingerprint, conn_peer_fingerprint(p->c)) != 0) {
+    if (who->fingerprint[0] && strcmp(who->fingerprint, peer_fingerprint(p)) != 0) {
         refuse(p, SDEFED__ERROR_CODE__ERR_AUTH, "certificate does not match the registered pin");
         return;
     }
@@ -137,13 +156,13 @@ static void handle_hello(peer *p, const Sdefed__Hello *h)
         s->link = p;
         s->last_seen_ms = coord_now_ms();
         s->n_connects++;
-        snprintf(s->address, sizeof s->address, "%s", conn_peer_addr(p->c));
+        snprintf(s->address, sizeof s->address, "%s", peer_addr(p));
         remember_datasets(s, h);
         log_info("site %s online from %s (%s, %zu datasets)", cn, s->address,
                  h->software ? h->software : "?", s->n_datasets);
     } else {
         p->role = PEER_ANALYST;
-        log_info("analyst %s connected from %s", cn, conn_peer_addr(p->c));
+        log_info("analyst %s connected from %s", cn, peer_addr(p));
     }
     conn_set_authenticated(p->c);
 
@@ -231,7 +250,11 @@ static void on_tls_ready(conn *c)
 
 static void on_message(conn *c, Sdefed__Envelope *env)
 {
-    peer *p = conn_userdata(c);
+    peers_handle_message(conn_userdata(c), env);
+}
+
+void peers_handle_message(peer *p, Sdefed__Envelope *env)
+{
     coord *co = p->co;
 
     if (p->role == PEER_NEW) {
@@ -300,7 +323,11 @@ static void on_close(conn *c, int err, const char *why)
 {
     (void)err;
     (void)why;
-    peer *p = conn_userdata(c);
+    peers_handle_close(conn_userdata(c));
+}
+
+void peers_handle_close(peer *p)
+{
     coord *co = p->co;
     if (p->role == PEER_AGENT && co->sites[p->site_index].link == p) {
         co->sites[p->site_index].link = NULL;

@@ -181,6 +181,20 @@ static const char *col(sqlite3_stmt *st, int i)
     return t ? t : "";
 }
 
+/* Is column i stored exactly as audit_append writes it: an INTEGER when
+ * want_int, else TEXT without an embedded NUL? The hash covers the text up
+ * to the first NUL only, so anything else could hide an edit (found by
+ * tests/fuzz/fuzz_audit.c). */
+static bool col_exact(sqlite3_stmt *st, int i, bool want_int)
+{
+    if (want_int)
+        return sqlite3_column_type(st, i) == SQLITE_INTEGER;
+    if (sqlite3_column_type(st, i) != SQLITE_TEXT)
+        return false;
+    const char *t = (const char *)sqlite3_column_text(st, i);
+    return t && strlen(t) == (size_t)sqlite3_column_bytes(st, i);
+}
+
 #define ROW_COLUMNS                                                                          \
     "seq, ts_ms, event, query_id, requester, project, kind, spec_sha256, reason,"            \
     " release_sha256, signer, signature, actor, prev_hash, hash"
@@ -198,8 +212,10 @@ int audit_verify(state *s, int64_t want_seq, const char *want_hash, audit_report
     if (sqlite3_prepare_v2(db, "SELECT seq, hash FROM audit_head WHERE id = 1", -1, &st, NULL) !=
         SQLITE_OK)
         goto done;
+    bool head_exact = true;
     if (sqlite3_step(st) == SQLITE_ROW) {
         have_head = true;
+        head_exact = col_exact(st, 0, true) && col_exact(st, 1, false);
         r->head_seq = sqlite3_column_int64(st, 0);
         snprintf(r->head_hash, sizeof r->head_hash, "%s", col(st, 1));
     }
@@ -215,6 +231,10 @@ int audit_verify(state *s, int64_t want_seq, const char *want_hash, audit_report
     r->ok = true;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* Types first: sqlite3_column_text may convert a value in place. */
+        bool exact = true;
+        for (int i = 0; i <= N_FIELDS && exact; i++)
+            exact = col_exact(st, i, i < 2);
         int64_t seq = sqlite3_column_int64(st, 0);
         const char *vals[N_FIELDS];
         for (int i = 0; i < N_FIELDS; i++)
@@ -222,6 +242,13 @@ int audit_verify(state *s, int64_t want_seq, const char *want_hash, audit_report
         const char *stored = col(st, 14);
         char h[AUDIT_HASH_HEX + 1];
         r->rows++;
+        if (!exact) {
+            snprintf(r->problem, sizeof r->problem,
+                     "a field is not stored as written (wrong type or a NUL byte: row edited)");
+            r->bad_seq = seq;
+            r->ok = false;
+            break;
+        }
         if (seq != expect) {
             snprintf(r->problem, sizeof r->problem,
                      seq > expect ? "row(s) %lld..%lld missing (deleted)"
@@ -271,7 +298,12 @@ int audit_verify(state *s, int64_t want_seq, const char *want_hash, audit_report
     if (!r->ok)
         goto done;
     int64_t last = expect - 1;
-    if (!have_head && last > 0) {
+    if (!head_exact) {
+        snprintf(r->problem, sizeof r->problem,
+                 "the chain head is not stored as written (wrong type or a NUL byte: edited)");
+        r->bad_seq = last > 0 ? last : 1;
+        r->ok = false;
+    } else if (!have_head && last > 0) {
         snprintf(r->problem, sizeof r->problem, "chain head record missing");
         r->bad_seq = last;
         r->ok = false;

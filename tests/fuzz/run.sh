@@ -10,7 +10,7 @@ for t in "$@"; do
     name=${t#fuzz_}
     work="$dir/corpus/$name"
     mkdir -p "$work"
-    set -- "$dir/fuzz/$t" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$dir/$t-" "$work"
+    set -- "$dir/fuzz/$t" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 -artifact_prefix="$dir/$t-" "$work"
     [ -d "tests/fuzz/corpus/$name" ] && set -- "$@" "tests/fuzz/corpus/$name"
     [ -f "tests/fuzz/$name.dict" ] && set -- "$@" -dict="tests/fuzz/$name.dict"
     echo "== fuzz $t (${secs}s)"

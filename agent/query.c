@@ -256,6 +256,14 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
         err = SDF_EREFUSED;
         goto done;
     }
+    /* Statistics have no noise mechanism yet: under DP they would leave
+     * without the guarantee the project was promised, so refuse them. */
+    if (spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY && policy.dp_epsilon > 0.0) {
+        snprintf(reason, sizeof reason,
+                 "summary: not available with differential privacy (counts only)");
+        err = SDF_EREFUSED;
+        goto done;
+    }
     err = disc_guard_begin(&guard, cfg, req,
                            spec->dataset ? dataset_find(cfg, spec->dataset) : NULL, &policy,
                            reason, sizeof reason);

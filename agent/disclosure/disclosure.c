@@ -76,7 +76,7 @@ int disc_policy_check(const disc_policy *p, char *err, size_t errlen)
      * policies built with positional initialisers stay valid. */
     if (p->dominance_n < 0 || p->dominance_n > 100)
         return bad(err, errlen, "dominance_n must be between 1 and 100");
-    if (!(p->dominance_k >= 0.0 && p->dominance_k <= 1.0))
+    if (!(p->dominance_k > 0.0 && p->dominance_k <= 1.0))
         return bad(err, errlen, "dominance_k must be in (0, 1]");
     if (p->min_dof < 0 || p->min_dof > DISC_MAX_PARAM)
         return bad(err, errlen, "min_dof must be between 1 and 1000000000");

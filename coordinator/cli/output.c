@@ -271,9 +271,20 @@ static json_t *site_json(const Sdefed__SiteResult *s, bool catalog)
     }
     if (ok && s->policy) {
         json_t *p = json_object();
-        ok = p && jo_put(p, "min_cell", json_integer(s->policy->min_cell)) &&
-             jo_put(p, "rounding", json_integer(s->policy->rounding)) &&
-             jo_put(p, "zero_is_disclosive", json_boolean(s->policy->zero_is_disclosive));
+        const Sdefed__PolicyApplied *pa = s->policy;
+        ok = p && jo_put(p, "min_cell", json_integer(pa->min_cell)) &&
+             jo_put(p, "rounding", json_integer(pa->rounding)) &&
+             jo_put(p, "zero_is_disclosive", json_boolean(pa->zero_is_disclosive));
+        /* The rest of the effective policy, when the site reported it. */
+        if (ok && pa->dominance_n > 0)
+            ok = jo_put(p, "dominance_n", json_integer(pa->dominance_n)) &&
+                 jo_put(p, "dominance_k", json_real(pa->dominance_k)) &&
+                 jo_put(p, "max_identical", json_integer(pa->max_identical)) &&
+                 jo_put(p, "identical_window_days", json_integer(pa->identical_window_days)) &&
+                 jo_put(p, "differencing", json_boolean(pa->differencing)) &&
+                 jo_put(p, "dp_epsilon", json_real(pa->dp_epsilon)) &&
+                 jo_put(p, "dp_budget", json_real(pa->dp_budget)) &&
+                 jo_put(p, "dp_spent", json_real(pa->dp_spent));
         if (ok)
             ok = jo_put(o, "policy", p);
         else

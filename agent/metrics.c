@@ -81,8 +81,9 @@ int metrics_auc_delong(const double *score, const unsigned char *label, size_t n
     qsort(p, n, sizeof *p, cmp_pair);
 
     /* Walk tie groups; accumulate sums and sums of squares of V10 (over
-     * events) and V01 (over non-events). */
-    double s10 = 0, ss10 = 0, s01 = 0, ss01 = 0;
+     * events) and V01 (over non-events). Both have mean AUC, so the V01
+     * variance needs only its sum of squares. */
+    double s10 = 0, ss10 = 0, ss01 = 0;
     size_t neg_below = 0, pos_below = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i, pos_eq = 0, neg_eq = 0;
@@ -101,7 +102,6 @@ int metrics_auc_delong(const double *score, const unsigned char *label, size_t n
         if (neg_eq) {
             size_t pos_above = m - pos_below - pos_eq;
             double v01 = ((double)pos_above + 0.5 * (double)pos_eq) / (double)m;
-            s01 += (double)neg_eq * v01;
             ss01 += (double)neg_eq * v01 * v01;
         }
         neg_below += neg_eq;

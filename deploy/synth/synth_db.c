@@ -49,8 +49,8 @@ static const char *const insert_sql[ST__COUNT] = {
         " device_concept_id, device_exposure_start_date, device_type_concept_id,"
         " quantity, visit_occurrence_id, device_source_concept_id)"
         " VALUES (?,?,?,?,32817,1,?,0)",
-    [ST_DEATH] = "INSERT INTO death (person_id, death_date, death_type_concept_id,"
-        " cause_concept_id) VALUES (?,?,32817,?)",
+    [ST_DEATH] = ("INSERT INTO death (person_id, death_date, death_type_concept_id,"
+                  " cause_concept_id) VALUES (?,?,32817,?)"),
 };
 
 /* Indexes after the data (faster than maintaining them row by row). Names

@@ -122,12 +122,13 @@ static Sdefed__QueryResult *run(Sdefed__QuerySpec *spec)
     return query_run(&cfg, &req, NULL);
 }
 
-static uint8_t *pack(const Sdefed__QueryResult *r, size_t *len)
+#endif
+
+#ifndef UNDER_ASAN
+/* What a failed result must not carry. */
+static size_t result_cells(const Sdefed__QueryResult *r)
 {
-    *len = sdefed__query_result__get_packed_size(r);
-    uint8_t *b = __libc_malloc(*len ? *len : 1);
-    sdefed__query_result__pack(r, b);
-    return b;
+    return r->n_cells;
 }
 #endif
 
@@ -143,42 +144,11 @@ static void torture_query(const char *json)
     assert_non_null(base);
     assert_int_equal(base->status, SDEFED__SITE_STATUS__SITE_OK);
     size_t base_len;
-    uint8_t *base_bytes = pack(base, &base_len);
+    uint8_t *base_bytes = alloc_fail_pack(base, &base_len);
     query_result_free(base);
 
-    long n;
-    int completed = 0;
-    for (n = 0; n < 100000 && !completed; n++) {
-        long before = atomic_load(&live);
-        atomic_store(&failures, 0);
-        atomic_store(&countdown, n);
-        Sdefed__QueryResult *r = run(spec);
-        atomic_store(&countdown, -1);
-        if (atomic_load(&failures) == 0)
-            completed = 1;             /* ran to the end without hitting the failure */
-        if (r) {
-            if (r->status == SDEFED__SITE_STATUS__SITE_OK) {
-                size_t len;
-                uint8_t *bytes = pack(r, &len);
-                if (len != base_len || memcmp(bytes, base_bytes, len) != 0)
-                    fail_msg("allocation %ld failed but the query still said ok with a "
-                             "different answer", n);
-                __libc_free(bytes);
-            } else {
-                assert_true(r->status == SDEFED__SITE_STATUS__SITE_ERROR ||
-                            r->status == SDEFED__SITE_STATUS__SITE_REFUSED);
-                assert_non_null(r->reason);
-                assert_true(r->reason[0] != '\0');
-                assert_int_equal(r->n_cells, 0);
-            }
-            query_result_free(r);
-        }
-        long after = atomic_load(&live);
-        if (after != before)
-            fail_msg("allocation %ld failed: %ld blocks leaked", n, after - before);
-    }
-    assert_true(completed);
-    print_message("query survived %ld allocation failures\n", n - 1);
+    long survived = alloc_fail_torture(run, spec, base_bytes, base_len, result_cells);
+    print_message("query survived %ld allocation failures\n", survived);
     __libc_free(base_bytes);
     sdefed__query_spec__free_unpacked(spec, NULL);
 #endif

@@ -8,7 +8,6 @@
  * second such signal exits at once.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include "disclosure/ledger.h"
 #include "governance/governance.h"
 #include "db_indexes.h"
+#include "sdefed/daemon_args.h"
 #include "sdefed/log.h"
 #include "sdefed/notify.h"
 
@@ -252,30 +252,14 @@ static void on_hup(uv_signal_t *s, int signum)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "check-config", no_argument, NULL, 'C' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *config_path = NULL;
-    bool check_only = false;
-    int ch;
-    /* "+": stop at the first non-option, which is a subcommand. */
-    while ((ch = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c': config_path = optarg; break;
-        case 'C': check_only = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (!config_path || (check_only && optind != argc)) {
-        usage(stderr);
-        return 2;
-    }
-    if (optind < argc)
-        return run_command(config_path, argc - optind, argv + optind);
+    daemon_args args;
+    int st = daemon_args_parse(argc, argv, usage, &args);
+    if (st >= 0)
+        return st;
+    const char *config_path = args.config_path;
+    bool check_only = args.check_only;
+    if (args.sub_argc > 0)
+        return run_command(config_path, args.sub_argc, args.sub_argv);
 
     log_init("sdefed-agent", NULL);
     agent a;

@@ -11,7 +11,6 @@
  * the foreground under systemd (Type=notify, see sdefed/notify.h) or in a
  * container. coord_ops.c serves the status socket and metrics.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 
 #include "coord.h"
 #include "monitors.h"   /* issue 6 */
+#include "sdefed/daemon_args.h"
 #include "sdefed/log.h"
 #include "sdefed/notify.h"
 
@@ -151,32 +151,16 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "check-config", no_argument, NULL, 'C' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *config_path = NULL;
-    bool check_only = false;
-    int ch;
-    /* "+": stop at the first non-option, which is a subcommand. */
-    while ((ch = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c': config_path = optarg; break;
-        case 'C': check_only = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (!config_path || (check_only && optind != argc)) {
-        usage(stderr);
-        return 2;
-    }
-    if (optind < argc) {
+    daemon_args args;
+    int st = daemon_args_parse(argc, argv, usage, &args);
+    if (st >= 0)
+        return st;
+    const char *config_path = args.config_path;
+    bool check_only = args.check_only;
+    if (args.sub_argc > 0) {
         log_init("sdefed-coordinator", NULL);
         log_set_level(SDF_LOG_WARN);
-        return run_status(config_path, argc - optind, argv + optind);
+        return run_status(config_path, args.sub_argc, args.sub_argv);
     }
     log_init("sdefed-coordinator", NULL);
 

@@ -165,9 +165,28 @@ static int run_catalog(query_ctx *q, Sdefed__QueryResult *r)
     if (!r->catalog)
         return SDF_ENOMEM;
     for (size_t k = 0; k < n; k++) {
-        int err = query_catalog_dataset(q, &cfg->datasets[k], true, &r->catalog[k]);
-        if (err)
+        const agent_dataset *ds = &cfg->datasets[k];
+        int err = query_catalog_dataset(q, ds, true, &r->catalog[k]);
+        if (err == SDF_ENOMEM || err == SDF_ETIMEOUT)
             return err;
+        if (err) {
+            /* One unreadable dataset must not hide the others: describe it
+             * by name with the (data-free) error and carry on. */
+            log_warn("catalog: dataset %s: %s", ds->name, sdf_strerror(err));
+            Sdefed__DatasetInfo *d = malloc(sizeof *d);
+            if (!d)
+                return SDF_ENOMEM;
+            sdefed__dataset_info__init(d);
+            r->catalog[k] = d;
+            d->name = strdup(ds->name);
+            d->type = strdup(ds->type);
+            d->error = strdup(sdf_strerror(err));
+            d->person_count_status = SDEFED__CELL_STATUS__CELL_SUPPRESSED;
+            if (!d->name || !d->type || !d->error) {
+                r->n_catalog++;   /* freed with the result */
+                return SDF_ENOMEM;
+            }
+        }
         r->n_catalog++;
     }
     return 0;

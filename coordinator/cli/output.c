@@ -27,7 +27,8 @@
  * JSON beyond the header's schema: the result also carries "requester"
  * (string) and "submitted" (ISO 8601 UTC, or null when unknown); each
  * catalog dataset is {"name","type","omop_version","person_count" (null
- * unless released),"person_count_status","data_freshness","domains"}. The
+ * unless released),"person_count_status","data_freshness","domains","error"
+ * (null, or why the site could not describe this dataset)}. The
  * sites JSON is {"sites":[{"site","online","last_seen" (ISO or null),
  * "last_seen_unix_ms","address","datasets":[names]}]}.
  */
@@ -241,7 +242,8 @@ static json_t *dataset_json(const Sdefed__DatasetInfo *d)
               jo_put(o, "person_count", value_json(d->person_count, d->person_count_status)) &&
               jo_put(o, "person_count_status", json_string(cell_status(d->person_count_status))) &&
               jo_put(o, "data_freshness", jo_str(d->data_freshness)) &&
-              jo_put(o, "domains", strings_json(d->domains, d->n_domains));
+              jo_put(o, "domains", strings_json(d->domains, d->n_domains)) &&
+              jo_put(o, "error", d->error && d->error[0] ? json_string(d->error) : json_null());
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -454,7 +456,8 @@ static char *status_with_reason(Sdefed__SiteStatus st, const char *reason)
 static int csv_result_catalog(FILE *f, const Sdefed__FederatedResult *r)
 {
     static const char *const hdr[] = { "site", "site_status", "dataset", "type", "omop_version",
-                                       "persons", "persons_status", "data_freshness" };
+                                       "persons", "persons_status", "data_freshness",
+                                       "error" };
     for (size_t i = 0; i < sizeof hdr / sizeof hdr[0]; i++)
         csv_field(f, hdr[i], i == 0);
     csv_end(f);
@@ -481,13 +484,14 @@ static int csv_result_catalog(FILE *f, const Sdefed__FederatedResult *r)
             csv_field(f, num, false);
             csv_field(f, cell_status(d->person_count_status), false);
             csv_field(f, d->data_freshness, false);
+            csv_field(f, d->error, false);
             csv_end(f);
             rows++;
         }
         if (rows == 0) {
             csv_field(f, s->site, true);
             csv_field(f, st, false);
-            for (int k = 0; k < 6; k++)
+            for (int k = 0; k < 7; k++)
                 csv_field(f, "", false);
             csv_end(f);
         }
@@ -783,6 +787,14 @@ static int table_result_catalog(FILE *f, const Sdefed__FederatedResult *r)
                 snprintf(num, sizeof num, "%" PRId64, d->person_count);
             else
                 snprintf(num, sizeof num, "suppressed");
+            char unavailable[96];
+            if (d->error && d->error[0]) {
+                snprintf(unavailable, sizeof unavailable, "unavailable: %s", d->error);
+                const char *erow[] = { nz(s->site), unavailable, nz(d->name), nz(d->type) };
+                rc = table_add(&t, erow, 4, false);
+                rows++;
+                continue;
+            }
             const char *row[] = { nz(s->site), "ok", nz(d->name), nz(d->type),
                                   *nz(d->omop_version) ? d->omop_version : "-", num,
                                   *nz(d->data_freshness) ? d->data_freshness : "-" };

@@ -130,6 +130,20 @@ int coord_reload(coord *co)
     free(map);
     coord_config_free(&old);
 
+    /* A connected peer whose certificate no longer verifies against the new
+     * trust store (revoked by a reloaded CRL, expired, another CA) is cut
+     * off now rather than at its next connection. */
+    for (peer *p = co->peers; p; p = p->next) {
+        if (conn_is_closing(p->c) || (p->role != PEER_AGENT && p->role != PEER_ANALYST))
+            continue;
+        char cwhy[160] = "";
+        if (conn_recheck_peer(p->c, tls, cwhy, sizeof cwhy) == SDF_EAUTH) {
+            log_warn("%s %s: certificate no longer accepted (%s): disconnecting",
+                     p->role == PEER_AGENT ? "site" : "analyst", p->id, cwhy);
+            conn_close(p->c, SDF_EAUTH, "certificate no longer accepted");
+        }
+    }
+
     /* Analysts no longer registered are disconnected. A connected peer whose
      * certificate does not match a changed pin keeps its connection (the pin
      * is checked at Hello): that is what lets an operator rotate a pinned

@@ -705,3 +705,8 @@ const char *conn_peer_cn(const conn *c) { return tls_session_peer_cn(c->tls); }
 const char *conn_peer_fingerprint(const conn *c) { return tls_session_peer_fingerprint(c->tls); }
 const char *conn_peer_addr(const conn *c) { return c->peer_addr; }
 int conn_is_closing(const conn *c) { return c->closing; }
+
+int conn_recheck_peer(const conn *c, const tls_ctx *ctx, char *why, size_t whylen)
+{
+    return tls_session_recheck(c->tls, ctx, why, whylen);
+}

@@ -578,3 +578,39 @@ const char *tls_session_error(const tls_session *s)
 {
     return s->err;
 }
+
+int tls_session_recheck(const tls_session *s, const tls_ctx *ctx, char *why, size_t whylen)
+{
+    if (!s->done) {
+        set_err(why, whylen, "handshake not complete");
+        return SDF_EAUTH;
+    }
+    X509 *cert = SSL_get0_peer_certificate(s->ssl);
+    if (!cert) {
+        set_err(why, whylen, "no peer certificate");
+        return SDF_EAUTH;
+    }
+    X509_STORE_CTX *vctx = X509_STORE_CTX_new();
+    if (!vctx) {
+        set_err(why, whylen, "out of memory");
+        return SDF_ENOMEM;
+    }
+    /* The same store (CA, CRL, flags) a new handshake on ctx would use;
+     * a server checks client certificates and a client server ones. */
+    int rc = SDF_EAUTH;
+    if (X509_STORE_CTX_init(vctx, SSL_CTX_get_cert_store(ctx->ssl), cert,
+                            SSL_get_peer_cert_chain(s->ssl)) == 1 &&
+        X509_STORE_CTX_set_default(vctx, ctx->role == TLS_ROLE_SERVER ? "ssl_client"
+                                                                      : "ssl_server") == 1) {
+        if (X509_verify_cert(vctx) == 1)
+            rc = 0;
+        else
+            set_err(why, whylen, "%s",
+                    X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx)));
+    } else {
+        set_err(why, whylen, "cannot set up certificate verification");
+    }
+    X509_STORE_CTX_free(vctx);
+    ERR_clear_error();
+    return rc;
+}

@@ -79,6 +79,9 @@ const char *conn_peer_cn(const conn *c);           /* "" before TLS is done */
 const char *conn_peer_fingerprint(const conn *c);  /* hex SHA-256 */
 const char *conn_peer_addr(const conn *c);         /* "127.0.0.1:4567" */
 int conn_is_closing(const conn *c);
+/* tls_session_recheck() on this connection's peer: does its certificate
+ * still verify against ctx (e.g. after a CRL reload)? 0 = yes. */
+int conn_recheck_peer(const conn *c, const tls_ctx *ctx, char *why, size_t whylen);
 
 /* Build an Error envelope, send it, and close the conn: the way to refuse a
  * peer with a reason it can read. */

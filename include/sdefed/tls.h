@@ -76,6 +76,13 @@ long tls_session_take_output(tls_session *s, uint8_t **out);
 const char *tls_session_peer_cn(const tls_session *s);
 const char *tls_session_peer_fingerprint(const tls_session *s);
 
+/* Check the peer certificate of an established session again, against the
+ * trust store of ctx (its CA and CRL; e.g. a context rebuilt on reload).
+ * Returns 0 when it still verifies, SDF_EAUTH when it does not (revoked,
+ * expired, other CA; `why` says which, no data) or before the handshake is
+ * done, SDF_ENOMEM. Does not change the session. */
+int tls_session_recheck(const tls_session *s, const tls_ctx *ctx, char *why, size_t whylen);
+
 /* Last failure reason for this session, "" if none. */
 const char *tls_session_error(const tls_session *s);
 

@@ -4,7 +4,8 @@ Real daemons from deploy/sandbox: the status sockets of the agent and the
 coordinator, Prometheus metrics (and a listener that refuses abuse),
 SIGHUP reloads (a broken file keeps the old configuration answering; a site
 removed from the registry is disconnected; a revoked analyst certificate is
-refused after `pki revoke` + SIGHUP; a rotated site certificate is presented
+refused after `pki revoke` + SIGHUP, and a connected site whose certificate
+the reloaded CRL revokes is disconnected at once; a rotated site certificate is presented
 on the reconnection that follows the agent's SIGHUP) and the coordinator's
 SIGTERM drain (in-flight queries finish, are reported, and the daemon exits;
 a second signal exits at once). No timed assertions: every wait polls for
@@ -315,17 +316,22 @@ class ReloadTest(OpsTestBase):
                    what="site-b refused on reconnect")
 
     def test_g_revoked_site_refused(self):
-        # The CRL names site-a's current certificate; once the coordinator has
-        # reloaded it, site-a's next connection is refused at the handshake.
+        # The CRL names site-a's current certificate. site-a is connected: the
+        # reload cuts it off at once (its certificate is checked again against
+        # the new CRL), and its own reconnection attempts are then refused at
+        # the handshake.
+        self.sb.wait_online(["site-a"])
         pki("revoke", self.sb.pki, "site-a")
         edit_conf(self.sb.path("coordinator.conf"), "coordinator", "crl",
                   self.sb.path("pki", "ca.crl"))
-        self.reload_coordinator()
         off = self.sb.log_size("coordinator")
-        self.sb.stop("site-a")
-        self.sb.start("site-a")
-        wait_until(lambda: "revoked" in self.sb.log_since("coordinator", off), 30,
-                   what="coordinator to refuse the revoked site certificate")
+        self.reload_coordinator()
+        log = self.sb.log_since("coordinator", off)
+        self.assertRegex(log, r"site site-a: certificate no longer accepted \(certificate "
+                              r"revoked\): disconnecting")
+        wait_until(lambda: "revoked" in self.sb.log_since("coordinator", off).split(
+                       "disconnecting", 1)[-1], 30,
+                   what="coordinator to refuse site-a's reconnection (revoked)")
         st = {s["site"]: s["online"] for s in self.coord_status()["sites"]}
         self.assertIs(st["site-a"], False)
         self.assertTrue(self.sb.alive("coordinator"))

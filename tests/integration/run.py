@@ -62,6 +62,8 @@ def main(argv):
         b = os.path.join(REPO, b) if not os.path.isdir(os.path.join(b, "bin")) else os.path.abspath(b)
     os.environ["BUILD"] = b
 
+    attacks = os.path.join(HERE, "..", "attacks")
+    sys.path.insert(0, attacks)   # so an attack module can be named alone too
     sys.path.insert(0, HERE)
     loader = unittest.TestLoader()
     if names:
@@ -69,7 +71,6 @@ def main(argv):
     else:
         suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
         # The disclosure attack suite lives beside us and runs with us.
-        attacks = os.path.join(HERE, "..", "attacks")
         if os.path.isdir(attacks):
             suite.addTests(loader.discover(attacks, pattern="test_*.py",
                                            top_level_dir=attacks))

@@ -1165,13 +1165,21 @@ static void test_catalog(void **state)
     assert_true(has_rule(r, "small_count"));
     query_result_free(r);
 
-    /* an unreadable dataset makes the catalog fail generically */
+    /* an unreadable dataset is listed with a generic error and no numbers;
+     * the readable ones are still described */
     cfg.n_datasets = 3;
     b.spec.policy = NULL;
     r = run(&b);
-    assert_int_equal(r->status, SDEFED__SITE_STATUS__SITE_ERROR);
-    assert_string_equal(r->reason, "database error");
-    assert_int_equal(r->n_catalog, 0);
+    assert_int_equal(r->status, SDEFED__SITE_STATUS__SITE_OK);
+    assert_int_equal(r->n_catalog, 3);
+    assert_string_equal(r->catalog[0]->error, "");
+    assert_int_equal(r->catalog[0]->person_count, 95);
+    assert_string_equal(r->catalog[2]->name, "missing");
+    assert_string_equal(r->catalog[2]->error, "database error");
+    assert_int_equal(r->catalog[2]->person_count, 0);
+    assert_int_equal(r->catalog[2]->person_count_status, SDEFED__CELL_STATUS__CELL_SUPPRESSED);
+    assert_string_equal(r->catalog[2]->omop_version, "");
+    assert_int_equal(r->catalog[2]->n_domains, 0);
     query_result_free(r);
     cfg.n_datasets = 1;
 }

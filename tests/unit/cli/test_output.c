@@ -466,7 +466,7 @@ static struct fx *fx_catalog(void)
 {
     struct fx *f = fx_new(SDEFED__QUERY_KIND__KIND_CATALOG);
     Sdefed__SiteResult *a = fx_site(f, "site-a", SDEFED__SITE_STATUS__SITE_OK, "");
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         sdefed__dataset_info__init(&f->ds[i]);
         f->dsp[i] = &f->ds[i];
     }
@@ -480,7 +480,11 @@ static struct fx *fx_catalog(void)
     f->ds[1].type = "table";
     f->ds[1].person_count = 6;            /* on the wire, but suppressed */
     f->ds[1].person_count_status = SUPPRESSED;
-    a->n_catalog = 2;
+    f->ds[2].name = "registry";            /* the site could not read this one */
+    f->ds[2].type = "omop";
+    f->ds[2].person_count_status = SUPPRESSED;
+    f->ds[2].error = "database error";
+    a->n_catalog = 3;
     fx_site(f, "site-b", SDEFED__SITE_STATUS__SITE_TIMEOUT, "no answer in 30 s");
     return f;
 }
@@ -497,8 +501,11 @@ static void test_catalog_outputs(void **state)
     json_t *a = json_array_get(json_object_get(j, "sites"), 0);
     assert_null(json_object_get(a, "cells"));
     json_t *ds = json_object_get(a, "datasets");
-    assert_int_equal(json_array_size(ds), 2);
-    json_t *d0 = json_array_get(ds, 0), *d1 = json_array_get(ds, 1);
+    assert_int_equal(json_array_size(ds), 3);
+    json_t *d0 = json_array_get(ds, 0), *d1 = json_array_get(ds, 1), *d2 = json_array_get(ds, 2);
+    assert_true(json_is_null(json_object_get(d0, "error")));
+    assert_string_equal(json_string_value(json_object_get(d2, "error")), "database error");
+    assert_true(json_is_null(json_object_get(d2, "person_count")));
     assert_string_equal(json_string_value(json_object_get(d0, "omop_version")), "5.4");
     assert_int_equal(json_integer_value(json_object_get(d0, "person_count")), 12340);
     assert_string_equal(json_string_value(json_object_get(d0, "data_freshness")), "2026-10-31");
@@ -516,15 +523,20 @@ static void test_catalog_outputs(void **state)
     assert_non_null(l);
     assert_non_null(strstr(l, "suppressed"));
     assert_false(has_digit(l));
+    l = find_line(text, "site-a", "unavailable: database error", "registry");
+    assert_non_null(l);
+    assert_false(has_digit(l));
     assert_non_null(find_line(text, "site-b", "timeout: no answer in 30 s", NULL));
     free(text);
 
     text = render(&f->r, OUT_CSV, 0);
     assert_string_equal(text,
-        "site,site_status,dataset,type,omop_version,persons,persons_status,data_freshness\r\n"
-        "site-a,ok,omop,omop,5.4,12340,rounded,2026-10-31\r\n"
-        "site-a,ok,preds,table,,,suppressed,\r\n"
-        "site-b,timeout: no answer in 30 s,,,,,,\r\n");
+        "site,site_status,dataset,type,omop_version,persons,persons_status,data_freshness,"
+        "error\r\n"
+        "site-a,ok,omop,omop,5.4,12340,rounded,2026-10-31,\r\n"
+        "site-a,ok,preds,table,,,suppressed,,\r\n"
+        "site-a,ok,registry,omop,,,suppressed,,database error\r\n"
+        "site-b,timeout: no answer in 30 s,,,,,,,\r\n");
     free(text);
     free(f);
 }

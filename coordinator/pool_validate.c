@@ -117,6 +117,269 @@ int pool_meta_auc(const double *auc, const double *se, size_t k, pool_meta *out)
     return 0;
 }
 
+/* ---- pooled ROC from histograms (issue 5 items 3/4) ---- */
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Most histogram bins merged into one pooled ROC (all sites of a group). */
+#define POOL_MAX_HIST_BINS ((size_t)1 << 18)
+
+/* A bin by its first elementary interval (for the overlap scan). */
+typedef struct bin_at {
+    size_t ja, b;
+} bin_at;
+
+static int cmp_bin_at(const void *a, const void *b)
+{
+    const bin_at *x = a, *y = b;
+    if (x->ja != y->ja)
+        return x->ja < y->ja ? -1 : 1;
+    return x->b < y->b ? -1 : x->b > y->b;
+}
+
+static size_t cut_index(const double *cuts, size_t n, double x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cuts[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void pool_roc_free(pool_roc *r)
+{
+    if (r) {
+        free(r->fpr);
+        memset(r, 0, sizeof *r);
+    }
+}
+
+#define EM_ITERATIONS 500
+#define EM_SMOOTH 0.2   /* EMS: share of each density moved to its neighbours per step */
+
+/* Mass weights p[j] over J elementary intervals (widths w) for one label's
+ * counts c[b] over intervals [ja[b], jb[b]): Turnbull's EM for grouped
+ * data with a light smoothing step (EMS, Silverman et al. 1990), started
+ * from the split proportional to width. tmp holds 2 J doubles. A bin's
+ * count is then split over its intervals in proportion to p. */
+static void em_weights(const double *c, const size_t *ja, const size_t *jb, size_t nb,
+                       const double *w, size_t J, double *p, double *tmp)
+{
+    double total = 0;
+    for (size_t j = 0; j < J; j++)
+        p[j] = 0;
+    for (size_t b = 0; b < nb; b++) {
+        double W = 0;
+        for (size_t j = ja[b]; j < jb[b]; j++)
+            W += w[j];
+        for (size_t j = ja[b]; j < jb[b]; j++)
+            p[j] += c[b] * w[j] / W;
+        total += c[b];
+    }
+    if (!(total > 0))
+        return;
+    double *d = tmp + J;
+    for (int it = 0; it < EM_ITERATIONS; it++) {
+        for (size_t j = 0; j < J; j++)
+            tmp[j] = 0;
+        for (size_t b = 0; b < nb; b++) {
+            double S = 0, W = 0;
+            for (size_t j = ja[b]; j < jb[b]; j++) {
+                S += p[j];
+                W += w[j];
+            }
+            for (size_t j = ja[b]; j < jb[b]; j++)
+                tmp[j] += S > 0 ? c[b] * p[j] / S : c[b] * w[j] / W;
+        }
+        double t2 = 0;
+        for (size_t j = 0; j < J; j++)
+            d[j] = tmp[j] / w[j];
+        for (size_t j = 0; j < J; j++) {
+            double l = j ? d[j - 1] : d[j], r = j + 1 < J ? d[j + 1] : d[j];
+            tmp[j] = ((1 - EM_SMOOTH) * d[j] + EM_SMOOTH * 0.5 * (l + r)) * w[j];
+            t2 += tmp[j];
+        }
+        double delta = 0;
+        for (size_t j = 0; j < J; j++) {
+            double x = t2 > 0 ? tmp[j] * total / t2 : 0;
+            if (fabs(x - p[j]) > delta)
+                delta = fabs(x - p[j]);
+            p[j] = x;
+        }
+        if (delta < 1e-10 * total)
+            break;
+    }
+}
+
+/* Bin b's count split over its intervals in proportion to p: out[j - ja]. */
+static void bin_split(double c, size_t ja, size_t jb, const double *p, const double *w,
+                      double *out)
+{
+    double S = 0, W = 0;
+    for (size_t j = ja; j < jb; j++) {
+        S += p[j];
+        W += w[j];
+    }
+    for (size_t j = ja; j < jb; j++)
+        out[j - ja] = S > 0 ? c * p[j] / S : c * w[j] / W;
+}
+
+int pool_roc_merge(const pool_hbin *bins, size_t nbins, pool_roc *out)
+{
+    memset(out, 0, sizeof *out);
+    if (nbins == 0 || nbins > POOL_MAX_HIST_BINS)
+        return SDF_EINVAL;
+    double te = 0, tn = 0;
+    for (size_t b = 0; b < nbins; b++) {
+        if (!(bins[b].lo < bins[b].hi) || !(bins[b].events >= 0) || !(bins[b].nonevents >= 0) ||
+            !isfinite(bins[b].lo) || !isfinite(bins[b].hi) || !isfinite(bins[b].events) ||
+            !isfinite(bins[b].nonevents))
+            return SDF_EINVAL;
+        te += bins[b].events;
+        tn += bins[b].nonevents;
+    }
+    if (!(te > 0) || !(tn > 0))
+        return SDF_EINVAL;
+    size_t nc = 2 * nbins;
+    double *cuts = malloc(nc * sizeof *cuts);
+    size_t *ja = malloc(2 * nbins * sizeof *ja);
+    double *cnt = malloc(2 * nbins * sizeof *cnt);
+    double *work = malloc(8 * nc * sizeof *work);
+    int rc = 0;
+    if (!cuts || !ja || !cnt || !work) {
+        rc = SDF_ENOMEM;
+        goto out;
+    }
+    size_t *jb = ja + nbins;
+    for (size_t b = 0; b < nbins; b++) {
+        cuts[2 * b] = bins[b].lo;
+        cuts[2 * b + 1] = bins[b].hi;
+        cnt[b] = bins[b].events;
+        cnt[nbins + b] = bins[b].nonevents;
+    }
+    qsort(cuts, nc, sizeof *cuts, cmp_dbl);
+    size_t m = 0;
+    for (size_t i = 0; i < nc; i++)
+        if (m == 0 || cuts[i] != cuts[m - 1])
+            cuts[m++] = cuts[i];
+    size_t J = m - 1;
+    double *w = work, *pe = work + nc, *pn = work + 2 * nc, *E = work + 3 * nc,
+           *N = work + 4 * nc, *tmp = work + 5 * nc, *sa = work + 6 * nc, *sb = work + 7 * nc;
+    for (size_t j = 0; j < J; j++)
+        w[j] = cuts[j + 1] - cuts[j];
+    for (size_t b = 0; b < nbins; b++) {
+        ja[b] = cut_index(cuts, m, bins[b].lo);
+        jb[b] = cut_index(cuts, m, bins[b].hi);
+    }
+    em_weights(cnt, ja, jb, nbins, w, J, pe, tmp);
+    em_weights(cnt + nbins, ja, jb, nbins, w, J, pn, tmp);
+    for (size_t j = 0; j < J; j++)
+        E[j] = N[j] = 0;
+    for (size_t b = 0; b < nbins; b++) {   /* every bin keeps exactly its own counts */
+        bin_split(cnt[b], ja[b], jb[b], pe, w, sa);
+        bin_split(cnt[nbins + b], ja[b], jb[b], pn, w, sb);
+        for (size_t j = ja[b]; j < jb[b]; j++) {
+            E[j] += sa[j - ja[b]];
+            N[j] += sb[j - ja[b]];
+        }
+    }
+
+    out->fpr = malloc(3 * (J + 1) * sizeof *out->fpr);
+    if (!out->fpr) {
+        rc = SDF_ENOMEM;
+        goto out;
+    }
+    out->tpr = out->fpr + (J + 1);
+    out->thr = out->tpr + (J + 1);
+    double sE = 0, sN = 0, area = 0, ce = 0, cn = 0;
+    for (size_t j = 0; j < J; j++) {
+        sE += E[j];
+        sN += N[j];
+    }
+    /* from the top: the cut above everything, then each lower edge */
+    out->fpr[0] = out->tpr[0] = 0;
+    out->thr[0] = cuts[J];
+    out->n = 1;
+    for (size_t j = J; j-- > 0;) {
+        double ce2 = ce + E[j], cn2 = cn + N[j];
+        area += (cn2 - cn) * (ce + ce2) / 2.0;
+        ce = ce2;
+        cn = cn2;
+        out->fpr[out->n] = cn / sN;
+        out->tpr[out->n] = ce / sE;
+        out->thr[out->n] = cuts[j];
+        out->n++;
+    }
+    out->auc = area / (sE * sN);
+    /* The bound (docs/validate.md): the area is a sum over pairs (event
+     * bin b, non-event bin c) of est_bc = sum_j a_b[j] (A_c(<j) + a_c[j]/2).
+     * Bins that do not overlap are ordered, and there est_bc is exact (0 or
+     * e_b n_c); for overlapping ones the truth t_bc and est_bc both lie in
+     * [0, e_b n_c], so |truth - estimate| <= max(sum est_bc, sum (e_b n_c -
+     * est_bc)) over the overlapping pairs. */
+    double s_est = 0, s_full = 0;
+    size_t lmax = 0;
+    bin_at *order = malloc(nbins * sizeof *order);
+    if (!order) {
+        rc = SDF_ENOMEM;
+        goto out;
+    }
+    for (size_t b = 0; b < nbins; b++) {
+        order[b] = (bin_at){ ja[b], b };
+        if (jb[b] - ja[b] > lmax)
+            lmax = jb[b] - ja[b];
+    }
+    qsort(order, nbins, sizeof *order, cmp_bin_at);
+    for (size_t b = 0; b < nbins; b++) {
+        if (!(cnt[b] > 0))
+            continue;
+        bin_split(cnt[b], ja[b], jb[b], pe, w, sa);
+        /* overlapping bins c start in (ja[b] - lmax, jb[b]) */
+        size_t lo = 0, hi = nbins, from = ja[b] > lmax ? ja[b] - lmax : 0;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (order[mid].ja < from)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t oi = lo; oi < nbins && order[oi].ja < jb[b]; oi++) {
+            size_t c = order[oi].b;
+            if (!(cnt[nbins + c] > 0) || ja[b] >= jb[c])
+                continue;
+            bin_split(cnt[nbins + c], ja[c], jb[c], pn, w, sb);
+            double est = 0, below = 0;
+            for (size_t j = ja[c]; j < ja[b] && j < jb[c]; j++)
+                below += sb[j - ja[c]];   /* c's part under bin b */
+            for (size_t j = ja[b]; j < jb[b]; j++) {
+                double ac = j >= ja[c] && j < jb[c] ? sb[j - ja[c]] : 0;
+                est += sa[j - ja[b]] * (below + 0.5 * ac);
+                below += ac;
+            }
+            s_est += est;
+            s_full += cnt[b] * cnt[nbins + c];
+        }
+    }
+    free(order);
+    out->max_error = (s_est > s_full - s_est ? s_est : s_full - s_est) / (sE * sN);
+out:
+    if (rc)
+        pool_roc_free(out);
+    free(cuts);
+    free(ja);
+    free(cnt);
+    free(work);
+    return rc;
+}
+
 /* ---- pooling the messages ---- */
 
 static int strata_key(Sdefed__Stratum *const *st, size_t n, char *buf, size_t len)
@@ -178,6 +441,8 @@ typedef struct group {
     double *auc, *se;          /* per site, for the meta-analysis */
     size_t n_auc, cap_auc;     /* cap: the number of sites */
     bool *thr_partial;         /* per threshold of p */
+    const Sdefed__Validation **vals;   /* issue 5 items 3/4: the released site groups */
+    size_t n_vals;             /* (histograms and comparisons), at most cap_auc */
 } group;
 
 static void pooled_free(Sdefed__PooledValidation *p)
@@ -286,6 +551,17 @@ static int group_add(group *g, const Sdefed__Validation *v)
         if (!all)
             g->thr_partial[j] = true;
     }
+    if (g->n_vals < g->cap_auc)
+        g->vals[g->n_vals++] = v;
+    if (v->quantile_bins) {   /* quantile edges differ by site: not summed */
+        if (!p->bins_note || !*p->bins_note) {
+            p->bins_note = strdup("calibration bins are at each site's score quantiles "
+                                  "(bin_mode quantile) and are not pooled");
+            if (!p->bins_note)
+                return SDF_ENOMEM;
+        }
+        return 0;
+    }
     for (size_t b = 0; b < v->n_bins; b++) {
         const Sdefed__CalibrationBin *x = v->bins[b];
         size_t j = 0;
@@ -310,6 +586,133 @@ static int group_add(group *g, const Sdefed__Validation *v)
             p->partial = true;
         }
     }
+    return 0;
+}
+
+static bool hist_usable(const Sdefed__Validation *v)
+{
+    if (v->n_histogram == 0)
+        return false;
+    for (size_t b = 0; b < v->n_histogram; b++) {
+        const Sdefed__ScoreBin *x = v->histogram[b];
+        if (!x || !cell_released(x->events) || !cell_released(x->nonevents) || !(x->lo < x->hi))
+            return false;
+    }
+    return true;
+}
+
+/* The pooled ROC of the group from its sites' histograms. */
+static int group_roc(group *g)
+{
+    Sdefed__PooledValidation *p = g->p;
+    size_t nb = 0, used = 0;
+    for (size_t i = 0; i < g->n_vals; i++)
+        if (hist_usable(g->vals[i]))
+            nb += g->vals[i]->n_histogram;
+    if (nb == 0)
+        return 0;
+    pool_hbin *hb = calloc(nb, sizeof *hb);
+    if (!hb)
+        return SDF_ENOMEM;
+    nb = 0;
+    for (size_t i = 0; i < g->n_vals; i++) {
+        const Sdefed__Validation *v = g->vals[i];
+        if (!hist_usable(v))
+            continue;
+        used++;
+        for (size_t b = 0; b < v->n_histogram; b++)
+            hb[nb++] = (pool_hbin){ i, v->histogram[b]->lo, v->histogram[b]->hi,
+                                    (double)v->histogram[b]->events->value,
+                                    (double)v->histogram[b]->nonevents->value };
+    }
+    pool_roc roc;
+    int rc = pool_roc_merge(hb, nb, &roc);
+    free(hb);
+    if (rc)
+        return rc == SDF_ENOMEM ? rc : 0;   /* nothing usable: no pooled ROC */
+    p->roc = calloc(roc.n, sizeof *p->roc);
+    if (!p->roc) {
+        pool_roc_free(&roc);
+        return SDF_ENOMEM;
+    }
+    for (size_t k = 0; k < roc.n; k++) {
+        Sdefed__RocPoint *pt = malloc(sizeof *pt);
+        if (!pt) {
+            pool_roc_free(&roc);
+            return SDF_ENOMEM;
+        }
+        sdefed__roc_point__init(pt);
+        pt->fpr = roc.fpr[k];
+        pt->tpr = roc.tpr[k];
+        pt->threshold = roc.thr[k];
+        p->roc[p->n_roc++] = pt;
+    }
+    p->roc_auc = roc.auc;
+    p->roc_auc_max_error = roc.max_error;
+    p->roc_sites = (uint32_t)used;
+    pool_roc_free(&roc);
+    return 0;
+}
+
+/* Random-effects (DerSimonian-Laird, identity scale) meta-analysis of the
+ * sites' paired AUC differences. */
+static int group_comparison(group *g)
+{
+    size_t k = 0;
+    const Sdefed__AucComparison *first = NULL;
+    for (size_t i = 0; i < g->n_vals; i++) {
+        const Sdefed__AucComparison *c = g->vals[i]->comparison;
+        if (c && !first)
+            first = c;
+    }
+    if (!first)
+        return 0;
+    Sdefed__AucComparison *pc = malloc(sizeof *pc);
+    if (!pc)
+        return SDF_ENOMEM;
+    sdefed__auc_comparison__init(pc);
+    g->p->comparison = pc;
+    pc->version_a = strdup(first->version_a ? first->version_a : "");
+    pc->version_b = strdup(first->version_b ? first->version_b : "");
+    double *y = calloc(4 * (g->n_vals + 1), sizeof *y);
+    if (!pc->version_a || !pc->version_b || !y) {
+        free(y);
+        return SDF_ENOMEM;
+    }
+    double *v = y + g->n_vals + 1, *aa = v + g->n_vals + 1, *ab = aa + g->n_vals + 1;
+    for (size_t i = 0; i < g->n_vals; i++) {
+        const Sdefed__AucComparison *c = g->vals[i]->comparison;
+        if (!c || !c->released || !(c->diff_se > 0) || !isfinite(c->diff))
+            continue;
+        y[k] = c->diff;
+        v[k] = c->diff_se * c->diff_se;
+        aa[k] = c->auc_a;
+        ab[k] = c->auc_b;
+        k++;
+    }
+    pool_meta m;
+    if (k == 0 || pool_meta_dl(y, v, k, &m) != 0) {
+        free(y);
+        pc->withheld_reason = strdup("no site released a comparison");
+        return pc->withheld_reason ? 0 : SDF_ENOMEM;
+    }
+    double sw = 0, sa = 0, sb = 0;
+    for (size_t i = 0; i < k; i++) {
+        double wi = 1.0 / (v[i] + m.tau2);
+        sw += wi;
+        sa += wi * aa[i];
+        sb += wi * ab[i];
+    }
+    free(y);
+    pc->released = true;
+    pc->sites = (uint32_t)k;
+    pc->diff = m.mu;
+    pc->diff_se = m.se;
+    pc->diff_lo = m.lo;
+    pc->diff_hi = m.hi;
+    pc->p_value = m.se > 0 ? erfc(fabs(m.mu / m.se) / sqrt(2.0)) : 1.0;
+    pc->auc_a = sa / sw;   /* with the weights of the difference: auc_b - auc_a = diff */
+    pc->auc_b = sb / sw;
     return 0;
 }
 
@@ -402,8 +805,9 @@ int pool_validations(Sdefed__FederatedResult *r)
                 g[n].key = strdup(key);
                 g[n].p = pooled_new(v);
                 g[n].auc = calloc(2 * nsites, sizeof(double));
+                g[n].vals = calloc(nsites, sizeof *g[n].vals);
                 n++;
-                if (!g[j].key || !g[j].p || !g[j].auc) {
+                if (!g[j].key || !g[j].p || !g[j].auc || !g[j].vals) {
                     rc = SDF_ENOMEM;
                     break;
                 }
@@ -419,6 +823,10 @@ int pool_validations(Sdefed__FederatedResult *r)
             rc = SDF_ENOMEM;
     }
     for (size_t j = 0; j < n; j++) {
+        if (rc == 0)   /* issue 5 items 3/4 */
+            rc = group_roc(&g[j]);
+        if (rc == 0)
+            rc = group_comparison(&g[j]);
         if (rc == 0) {
             group_finish(&g[j]);
             r->pooled_validations[r->n_pooled_validations++] = g[j].p;
@@ -426,9 +834,12 @@ int pool_validations(Sdefed__FederatedResult *r)
             pooled_free(g[j].p);
         }
         free(g[j].key);
+        free(g[j].vals);
         free(g[j].auc);
         free(g[j].thr_partial);
     }
     free(g);
+    if (rc)
+        pool_validations_free(r);   /* nothing left allocated */
     return rc;
 }

@@ -6,7 +6,10 @@
  * estimate, its 95% CI and the 95% prediction interval (Higgins,
  * Thompson & Spiegelhalter 2009: t with k-2 df, needs k >= 3) are
  * transformed back. Confusion cells and calibration bins are summed over
- * the values the sites released; see docs/validate.md.
+ * the values the sites released; see docs/validate.md. Issue 5 items 3/4:
+ * a pooled ROC curve from the sites' score histograms with a bound on its
+ * AUC's error (pool_roc_merge), DerSimonian-Laird on the sites' paired AUC
+ * differences, and no summing of quantile calibration bins.
  */
 #ifndef COORD_POOL_VALIDATE_H
 #define COORD_POOL_VALIDATE_H
@@ -38,6 +41,37 @@ int pool_meta_auc(const double *auc, const double *se, size_t k, pool_meta *out)
 
 /* Upper 97.5% point of Student's t with df >= 1 degrees of freedom. */
 double pool_t975(unsigned df);
+
+/* ---- pooled ROC from the sites' score histograms (issue 5 items 3/4) ---- */
+
+/* One released histogram bin of one site: [lo, hi) with its counts. */
+typedef struct pool_hbin {
+    size_t site;               /* any id; bins with the same id are one site's */
+    double lo, hi;
+    double events, nonevents;
+} pool_hbin;
+
+/* A pooled ROC curve: n points from (0, 0) to (1, 1), each the rates at
+ * `score >= thr` (the first point's thr is the top edge). */
+typedef struct pool_roc {
+    size_t n;
+    double *fpr, *tpr, *thr;   /* one allocation, owned */
+    double auc;                /* trapezoid area under the points */
+    double max_error;          /* bound on |auc - the exact pooled AUC| (docs/validate.md) */
+} pool_roc;
+
+/* Merge nbins bins of one or more sites (each site's bins partition
+ * [0, 1]) into a pooled ROC. The cut points are the union of all edges; a
+ * site's bin that spans several cuts is split between them by Turnbull's
+ * EM for interval-grouped counts, per label, started from the split
+ * proportional to width (linear within the bin). `max_error` bounds the
+ * error from not knowing where within the coarsest common bins (the
+ * intervals between edges every site has) the scores lie; it takes the
+ * released counts as exact. Returns 0, SDF_EINVAL (no bins, a bin with
+ * lo >= hi or a negative count, no events or no non-events in total) or
+ * SDF_ENOMEM. */
+int pool_roc_merge(const pool_hbin *bins, size_t nbins, pool_roc *out) SDF_MUSTCHECK;
+void pool_roc_free(pool_roc *r);
 
 /* Fill r->pooled_validations from the sites' validations (kind validate):
  * one PooledValidation per strata key any ok site released. Freed by

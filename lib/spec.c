@@ -26,6 +26,11 @@
  *     criteria, descendants false, by [], policy min_cell 0 / rounding 0 /
  *     zero_is_disclosive false, and the whole policy object when all of its
  *     fields are default (spec_parse_json then leaves spec->policy NULL);
+ *   - validate.scorecard (issue 5 item 2): link, intercept, then the terms
+ *     in their order (coef, the covariate, lookback_days, missing); its
+ *     outcome.dataset (and subgroups_from with `by`) default to the spec's
+ *     dataset and are always emitted, so every coefficient is part of the
+ *     canonical spec;
  *   - a criterion's concept list is a set: spec_parse_json sorts it
  *     ascending and drops duplicates, and spec_to_json emits it sorted and
  *     de-duplicated too. Criteria and stratifiers keep their order (the
@@ -588,6 +593,22 @@ static int validate_summary(const Sdefed__SummarySpec *sm, bool explicit_index, 
     size_t old;
     int rc = 0;
 
+    if (sm->clamp) {
+        const Sdefed__ValueRange *c = sm->clamp;
+        old = path_push_key(p, "clamp");
+        if (!c->has_min || !c->has_max)
+            rc = fail(err, errlen, p, "needs both min and max");
+        else if (!isfinite(c->min) || !isfinite(c->max) || fabs(c->min) > SPEC_MAX_CLAMP ||
+                 fabs(c->max) > SPEC_MAX_CLAMP)
+            rc = fail(err, errlen, p, "min and max must be finite numbers within +-%g",
+                      SPEC_MAX_CLAMP);
+        else if (!(c->min < c->max))
+            rc = fail(err, errlen, p, "min must be less than max");
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+
     if (sm->of == SDEFED__SUMMARY_OF__SUMMARY_MEASUREMENT) {
         old = path_push_key(p, "concepts");
         rc = sm->n_concepts == 0 ? fail(err, errlen, p, "must not be empty")
@@ -747,6 +768,63 @@ static bool column_name_ok(const char *s)
     return n > 0;
 }
 
+/* issue 5 items 3/4: compare_versions, bin_mode, histogram_bins,
+ * subgroups_from (docs/validate.md). */
+static int validate_validate_more(const Sdefed__ValidateSpec *v, struct path *p, char *err,
+                                  size_t errlen)
+{
+    size_t old;
+    int rc = 0;
+    if (v->n_compare_versions) {
+        old = path_push_key(p, "compare_versions");
+        if (v->n_compare_versions != 2)
+            rc = fail(err, errlen, p, "must be a list of exactly 2 model versions");
+        else if (*str_or_empty(v->model_version))
+            rc = fail(err, errlen, p, "not allowed together with model_version");
+        else if (v->scorecard)
+            rc = fail(err, errlen, p, "not available with a scorecard");
+        for (size_t i = 0; rc == 0 && i < 2; i++) {
+            const char *x = str_or_empty(v->compare_versions[i]);
+            size_t o2 = path_push_index(p, i);
+            rc = check_name(x, strlen(x), p, err, errlen);
+            path_pop(p, o2);
+        }
+        if (rc == 0 && strcmp(v->compare_versions[0], v->compare_versions[1]) == 0)
+            rc = fail(err, errlen, p, "the two versions must differ");
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    const char *bm = str_or_empty(v->bin_mode);
+    if (*bm && strcmp(bm, "width") != 0 && strcmp(bm, "quantile") != 0) {
+        old = path_push_key(p, "bin_mode");
+        rc = fail(err, errlen, p, "must be \"width\" or \"quantile\"");
+        path_pop(p, old);
+        return rc;
+    }
+    if (v->histogram_bins && (v->histogram_bins < SPEC_MIN_HISTOGRAM_BINS ||
+                              v->histogram_bins > SPEC_MAX_HISTOGRAM_BINS)) {
+        old = path_push_key(p, "histogram_bins");
+        rc = fail(err, errlen, p, "must be %d..%d", SPEC_MIN_HISTOGRAM_BINS,
+                  SPEC_MAX_HISTOGRAM_BINS);
+        path_pop(p, old);
+        return rc;
+    }
+    const char *sf = str_or_empty(v->subgroups_from);
+    if (*sf) {
+        old = path_push_key(p, "subgroups_from");
+        rc = check_name(sf, strlen(sf), p, err, errlen);
+        bool any = false;
+        for (size_t i = 0; i < v->n_by; i++)
+            any = any || strcmp(str_or_empty(v->by[i]), "sex") == 0 ||
+                  strcmp(str_or_empty(v->by[i]), "age_band") == 0;
+        if (rc == 0 && !any)
+            rc = fail(err, errlen, p, "needs \"sex\" or \"age_band\" in by");
+        path_pop(p, old);
+    }
+    return rc;
+}
+
 static int validate_validate(const Sdefed__ValidateSpec *v, struct path *p, char *err,
                              size_t errlen)
 {
@@ -797,6 +875,28 @@ static int validate_validate(const Sdefed__ValidateSpec *v, struct path *p, char
         if (rc)
             return rc;
     }
+    if ((rc = validate_validate_more(v, p, err, errlen)))   /* issue 5 items 3/4 */
+        return rc;
+    /* issue 6 item 3: prediction dates in [from, to] (either may be absent) */
+    int64_t vym = 0, vfk = 0, vtk = 0;
+    if (*str_or_empty(v->from)) {
+        old = path_push_key(p, "from");
+        if (!surveil_date(v->from, &vym, &vfk))
+            rc = fail(err, errlen, p, "not a date YYYY-MM-DD (years 1900..2200)");
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
+    if (*str_or_empty(v->to)) {
+        old = path_push_key(p, "to");
+        if (!surveil_date(v->to, &vym, &vtk))
+            rc = fail(err, errlen, p, "not a date YYYY-MM-DD (years 1900..2200)");
+        else if (vfk && vtk < vfk)
+            rc = fail(err, errlen, p, "is before from");
+        path_pop(p, old);
+        if (rc)
+            return rc;
+    }
     if (v->outcome) {
         const Sdefed__ValidateOutcome *o = v->outcome;
         old = path_push_key(p, "outcome");
@@ -830,6 +930,185 @@ static int validate_validate(const Sdefed__ValidateSpec *v, struct path *p, char
         }
         path_pop(p, old);
     }
+    return rc;
+}
+
+/* issue 5 item 2: a model shipped as a scorecard (docs/validate.md). Called
+ * with "validate" on the path; checks validate.scorecard, validate.cohort
+ * and what a scorecard changes about the rest of the validate object. */
+static bool coef_ok(double x)
+{
+    return isfinite(x) && fabs(x) <= SPEC_SCORECARD_MAX_COEF;
+}
+
+static int validate_scorecard_term(const Sdefed__ScorecardTerm *t, struct path *p, char *err,
+                                   size_t errlen)
+{
+    size_t old;
+    int rc = 0;
+    if (!t)
+        return fail(err, errlen, p, "missing term");
+    if (!coef_ok(t->coef)) {
+        old = path_push_key(p, "coef");
+        rc = fail(err, errlen, p, "must be a finite number with magnitude at most %g",
+                  SPEC_SCORECARD_MAX_COEF);
+        path_pop(p, old);
+        return rc;
+    }
+    bool crit = t->covariate == SDEFED__SCORECARD_COVARIATE__SCORECARD_INDICATOR ||
+                t->covariate == SDEFED__SCORECARD_COVARIATE__SCORECARD_MEASUREMENT;
+    bool meas = t->covariate == SDEFED__SCORECARD_COVARIATE__SCORECARD_MEASUREMENT;
+    switch (t->covariate) {
+    case SDEFED__SCORECARD_COVARIATE__SCORECARD_AGE:
+        break;
+    case SDEFED__SCORECARD_COVARIATE__SCORECARD_SEX:
+        if (!name_of(sex_names, COUNT_OF(sex_names), (int)t->sex)[0]) {
+            old = path_push_key(p, "sex");
+            rc = fail(err, errlen, p, "must be \"male\", \"female\" or \"unknown\"");
+            path_pop(p, old);
+            return rc;
+        }
+        break;
+    case SDEFED__SCORECARD_COVARIATE__SCORECARD_INDICATOR:
+    case SDEFED__SCORECARD_COVARIATE__SCORECARD_MEASUREMENT:
+        break;
+    default:
+        return fail(err, errlen, p, "needs exactly one of age, sex, indicator, measurement");
+    }
+    if (t->covariate != SDEFED__SCORECARD_COVARIATE__SCORECARD_SEX && t->sex)
+        return fail(err, errlen, p, "sex is only for a sex term");
+    if (!crit && (t->criterion || t->lookback_days || t->has_missing))
+        return fail(err, errlen, p, "age and sex terms take no criterion, lookback_days or "
+                                    "missing");
+    if (!crit)
+        return 0;
+    const char *key = meas ? "measurement" : "indicator";
+    old = path_push_key(p, key);
+    rc = validate_criterion_ex(t->criterion, false, NULL, p, err, errlen);
+    if (rc == 0 && (t->criterion->window || t->criterion->first_only))
+        rc = fail(err, errlen, p, "no window or first_only (the window is lookback_days)");
+    if (rc == 0 && meas && !has_values(t->criterion->domain))
+        rc = fail(err, errlen, p, "domain must be measurement or observation (a value)");
+    if (rc == 0 && meas && t->criterion->value)
+        rc = fail(err, errlen, p, "no value range (the value is the covariate)");
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    old = path_push_key(p, "lookback_days");
+    if (t->lookback_days < 0 || t->lookback_days > SPEC_MAX_DAYS)
+        rc = fail(err, errlen, p, "must be 0..%d", SPEC_MAX_DAYS);
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    if (t->has_missing) {
+        old = path_push_key(p, "missing");
+        if (!meas)
+            rc = fail(err, errlen, p, "only for a measurement term");
+        else if (!coef_ok(t->missing))
+            rc = fail(err, errlen, p, "must be a finite number with magnitude at most %g",
+                      SPEC_SCORECARD_MAX_COEF);
+        path_pop(p, old);
+    }
+    return rc;
+}
+
+static int validate_scorecard(const Sdefed__QuerySpec *s, struct path *p, char *err,
+                              size_t errlen)
+{
+    const Sdefed__ValidateSpec *v = s->validate;
+    const Sdefed__ValidateScorecard *sc = v->scorecard;
+    size_t old;
+    int rc = 0;
+    if (!sc) {
+        if (!v->cohort)
+            return 0;
+        old = path_push_key(p, "cohort");
+        rc = fail(err, errlen, p, "only with a scorecard");
+        path_pop(p, old);
+        return rc;
+    }
+    old = path_push_key(p, "cohort");
+    if (!v->cohort) {
+        rc = fail(err, errlen, p, "required with a scorecard (the persons to score)");
+    } else {
+        bool explicit_index = false, any_index = false;
+        rc = validate_cohort(v->cohort, &explicit_index, &any_index, p, err, errlen);
+        if (rc == 0 && !any_index)
+            rc = fail(err, errlen, p, "needs an index (each person is scored at their index "
+                                      "date)");
+    }
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    const char *off = v->model_version && *v->model_version ? "model_version"
+                      : v->from && *v->from                   ? "from"
+                      : v->to && *v->to                       ? "to"
+                      : v->n_compare_versions                 ? "compare_versions"
+                                                              : NULL;
+    if (off) {
+        old = path_push_key(p, off);
+        rc = fail(err, errlen, p, "not available with a scorecard");
+        path_pop(p, old);
+        return rc;
+    }
+    /* subgroups: sex and age_band from the dataset's own person table */
+    old = path_push_key(p, "by");
+    for (size_t i = 0; rc == 0 && i < v->n_by; i++) {
+        const char *by = str_or_empty(v->by[i]);
+        size_t o2 = path_push_index(p, i);
+        if (strcmp(by, "sex") != 0 && strcmp(by, "age_band") != 0)
+            rc = fail(err, errlen, p, "with a scorecard, only \"sex\" and \"age_band\" (from "
+                                      "the OMOP person table)");
+        path_pop(p, o2);
+    }
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    const char *sf = str_or_empty(v->subgroups_from);
+    if ((v->n_by > 0 || *sf) && strcmp(sf, str_or_empty(s->dataset)) != 0) {
+        old = path_push_key(p, "subgroups_from");
+        rc = fail(err, errlen, p, "with a scorecard, must be the spec's dataset (or left out)");
+        path_pop(p, old);
+        return rc;
+    }
+    old = path_push_key(p, "outcome");
+    if (!v->outcome)
+        rc = fail(err, errlen, p, "required with a scorecard");
+    else if (strcmp(str_or_empty(v->outcome->dataset), str_or_empty(s->dataset)) != 0) {
+        size_t o2 = path_push_key(p, "dataset");
+        rc = fail(err, errlen, p, "with a scorecard, must be the spec's dataset (or left out)");
+        path_pop(p, o2);
+    }
+    path_pop(p, old);
+    if (rc)
+        return rc;
+
+    old = path_push_key(p, "scorecard");
+    size_t o2 = path_push_key(p, "link");
+    if (sc->link != SDEFED__SCORECARD_LINK__SCORECARD_LOGISTIC &&
+        sc->link != SDEFED__SCORECARD_LINK__SCORECARD_LINEAR)
+        rc = fail(err, errlen, p, "must be \"logistic\" or \"linear\"");
+    path_pop(p, o2);
+    if (rc == 0 && !coef_ok(sc->intercept)) {
+        o2 = path_push_key(p, "intercept");
+        rc = fail(err, errlen, p, "must be a finite number with magnitude at most %g",
+                  SPEC_SCORECARD_MAX_COEF);
+        path_pop(p, o2);
+    }
+    if (rc == 0) {
+        o2 = path_push_key(p, "terms");
+        if (sc->n_terms == 0 || !sc->terms)
+            rc = fail(err, errlen, p, "at least one term is required");
+        else if (sc->n_terms > SPEC_SCORECARD_MAX_TERMS)
+            rc = fail(err, errlen, p, "more than %d terms", SPEC_SCORECARD_MAX_TERMS);
+        for (size_t i = 0; rc == 0 && i < sc->n_terms; i++) {
+            size_t o3 = path_push_index(p, i);
+            rc = validate_scorecard_term(sc->terms[i], p, err, errlen);
+            path_pop(p, o3);
+        }
+        path_pop(p, o2);
+    }
+    path_pop(p, old);
     return rc;
 }
 
@@ -923,6 +1202,8 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
             rc = fail(err, errlen, &p, "required for kind validate");
         else
             rc = validate_validate(s->validate, &p, err, errlen);
+        if (rc == 0 && validate && s->validate)   /* issue 5 item 2 */
+            rc = validate_scorecard(s, &p, err, errlen);
         path_pop(&p, old);
         if (rc)
             return rc;
@@ -962,6 +1243,10 @@ int spec_validate(const Sdefed__QuerySpec *s, char *err, size_t errlen)
         bool banded = false;
         for (size_t i = 0; i < s->n_by && s->by; i++)
             banded = banded || s->by[i] == SDEFED__STRATIFIER__STRAT_AGE_BAND;
+        /* issue 5: validate.by "age_band" with validate.subgroups_from */
+        for (size_t i = 0; s->validate && *str_or_empty(s->validate->subgroups_from) &&
+                           i < s->validate->n_by; i++)
+            banded = banded || strcmp(str_or_empty(s->validate->by[i]), "age_band") == 0;
         old = path_push_key(&p, "age_band_width");
         if (s->age_band_width > SPEC_MAX_AGE_BAND_WIDTH)
             rc = fail(err, errlen, &p, "must be 1..%d", SPEC_MAX_AGE_BAND_WIDTH);
@@ -1026,11 +1311,18 @@ struct build {
     Sdefed__ObservationRequirement obs;
     Sdefed__SummarySpec summary;
     Sdefed__Window summary_window;
+    Sdefed__ValueRange summary_clamp;
     Sdefed__SurveilSpec surveil;    /* issue 6 */
     Sdefed__Window surveil_window;
     Sdefed__ValidateSpec validate;  /* issue 5 */
     Sdefed__ValidateOutcome vout;
     Sdefed__Window vout_window;
+    char *vcompare[2];              /* issue 5: validate.compare_versions */
+    Sdefed__ValidateScorecard scorecard;   /* issue 5 item 2 */
+    Sdefed__ScorecardTerm *sc_terms;
+    Sdefed__ScorecardTerm **sc_termp;
+    struct crit_store *sc_crit;            /* one per term */
+    size_t n_sc;
 };
 
 static void build_free(struct build *b)
@@ -1052,6 +1344,14 @@ static void build_free(struct build *b)
     free(b->summary.units);
     free(b->validate.thresholds);   /* issue 5 */
     free(b->validate.by);
+    for (size_t i = 0; b->sc_crit && i < b->n_sc; i++) {   /* issue 5 item 2 */
+        free(b->sc_crit[i].c.concepts);
+        free(b->sc_crit[i].c.exclude);
+        free(b->sc_crit[i].c.units);
+    }
+    free(b->sc_crit);
+    free(b->sc_terms);
+    free(b->sc_termp);
 }
 
 /* Refuse any key of object o not in the NULL-terminated list known. */
@@ -1614,7 +1914,7 @@ rest:
 static int parse_summary(json_t *sm, struct build *b, struct path *p, char *err, size_t errlen)
 {
     static const char *const keys[] = { "of", "concepts", "descendants", "units", "window",
-                                        "pick", NULL };
+                                        "pick", "clamp", NULL };
     Sdefed__SummarySpec *o = &b->summary;
     const char *s;
     size_t len, old;
@@ -1649,6 +1949,20 @@ static int parse_summary(json_t *sm, struct build *b, struct path *p, char *err,
         if (rc)
             return rc;
         o->window = &b->summary_window;
+    }
+    if ((rc = get_object(sm, "clamp", &v, p, err, errlen)))
+        return rc;
+    if (v) {
+        static const char *const ckeys[] = { "min", "max", NULL };
+        Sdefed__ValueRange *cr = &b->summary_clamp;
+        old = path_push_key(p, "clamp");
+        if (!(rc = check_keys(v, ckeys, p, err, errlen)) &&
+            !(rc = get_number(v, "min", &cr->has_min, &cr->min, p, err, errlen)))
+            rc = get_number(v, "max", &cr->has_max, &cr->max, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        o->clamp = cr;
     }
     if ((rc = get_string(sm, "pick", &s, &len, p, err, errlen)))
         return rc;
@@ -1792,11 +2106,190 @@ static int parse_surveil(json_t *root, struct build *b, struct path *p, char *er
     return 0;
 }
 
+/* issue 5 item 2: "scorecard": {"link": "logistic"|"linear", "intercept": x,
+ * "terms": [{"coef": c, "age": true | "sex": "female" | "indicator": {criterion}
+ * | "measurement": {criterion}, "lookback_days": d, "missing": m}, ...]} */
+static int parse_scorecard_term(json_t *t, struct build *b, size_t i, struct path *p, char *err,
+                                size_t errlen)
+{
+    static const char *const keys[] = { "coef", "age", "sex", "indicator", "measurement",
+                                        "lookback_days", "missing", NULL };
+    static const char *const cov[] = { "age", "sex", "indicator", "measurement" };
+    Sdefed__ScorecardTerm *o = &b->sc_terms[i];
+    protobuf_c_boolean has = false;
+    size_t old;
+    int rc;
+    sdefed__scorecard_term__init(o);
+    if (!json_is_object(t))
+        return fail(err, errlen, p, "must be an object, got %s", jtype(t));
+    if ((rc = check_keys(t, keys, p, err, errlen)) ||
+        (rc = get_number(t, "coef", &has, &o->coef, p, err, errlen)))
+        return rc;
+    if (!has) {
+        old = path_push_key(p, "coef");
+        rc = fail(err, errlen, p, "required");
+        path_pop(p, old);
+        return rc;
+    }
+    const char *which = NULL;
+    for (size_t k = 0; k < COUNT_OF(cov); k++)
+        if (json_object_get(t, cov[k])) {
+            if (which)
+                return fail(err, errlen, p, "exactly one of age, sex, indicator, measurement");
+            which = cov[k];
+        }
+    if (!which)
+        return fail(err, errlen, p, "needs one of age, sex, indicator, measurement");
+    json_t *v = json_object_get(t, which);
+    old = path_push_key(p, which);
+    if (strcmp(which, "age") == 0) {
+        o->covariate = SDEFED__SCORECARD_COVARIATE__SCORECARD_AGE;
+        if (!json_is_true(v))
+            rc = fail(err, errlen, p, "must be true");
+    } else if (strcmp(which, "sex") == 0) {
+        o->covariate = SDEFED__SCORECARD_COVARIATE__SCORECARD_SEX;
+        int sx = json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v)
+                     ? value_of(sex_names, COUNT_OF(sex_names), json_string_value(v)) : 0;
+        if (!sx)
+            rc = fail(err, errlen, p, "must be \"male\", \"female\" or \"unknown\"");
+        o->sex = (Sdefed__Sex)sx;
+    } else {
+        o->covariate = strcmp(which, "indicator") == 0
+                           ? SDEFED__SCORECARD_COVARIATE__SCORECARD_INDICATOR
+                           : SDEFED__SCORECARD_COVARIATE__SCORECARD_MEASUREMENT;
+        sdefed__criterion__init(&b->sc_crit[i].c);
+        rc = parse_criterion(v, &b->sc_crit[i], false, NULL, p, err, errlen);
+        if (rc == 0)
+            o->criterion = &b->sc_crit[i].c;
+    }
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    int64_t lb = 0;
+    if ((rc = get_int(t, "lookback_days", 0, SPEC_MAX_DAYS, &lb, p, err, errlen)) ||
+        (rc = get_number(t, "missing", &o->has_missing, &o->missing, p, err, errlen)))
+        return rc;
+    o->lookback_days = (int32_t)lb;
+    if (o->criterion && !json_object_get(t, "lookback_days")) {
+        old = path_push_key(p, "lookback_days");
+        rc = fail(err, errlen, p, "required for %s (days before the index date)", which);
+        path_pop(p, old);
+    }
+    return rc;
+}
+
+static int parse_scorecard(json_t *v, struct build *b, struct path *p, char *err, size_t errlen)
+{
+    static const char *const keys[] = { "link", "intercept", "terms", NULL };
+    Sdefed__ValidateScorecard *o = &b->scorecard;
+    const char *s;
+    size_t len, old;
+    protobuf_c_boolean has = false;
+    int rc;
+    sdefed__validate_scorecard__init(o);
+    if (!json_is_object(v))
+        return fail(err, errlen, p, "must be an object, got %s", jtype(v));
+    if ((rc = check_keys(v, keys, p, err, errlen)) ||
+        (rc = get_string(v, "link", &s, &len, p, err, errlen)))
+        return rc;
+    old = path_push_key(p, "link");
+    if (s && strlen(s) == len && strcmp(s, "logistic") == 0)
+        o->link = SDEFED__SCORECARD_LINK__SCORECARD_LOGISTIC;
+    else if (s && strlen(s) == len && strcmp(s, "linear") == 0)
+        o->link = SDEFED__SCORECARD_LINK__SCORECARD_LINEAR;
+    else
+        rc = s ? fail(err, errlen, p, "unknown link %s (expected logistic or linear)",
+                      quote(s, len).s)
+               : fail(err, errlen, p, "required (logistic or linear)");
+    path_pop(p, old);
+    if (rc || (rc = get_number(v, "intercept", &has, &o->intercept, p, err, errlen)))
+        return rc;
+    json_t *a = json_object_get(v, "terms");
+    old = path_push_key(p, "terms");
+    if (!a || !json_is_array(a) || json_array_size(a) == 0)
+        rc = fail(err, errlen, p, "required: a list of 1..%d terms", SPEC_SCORECARD_MAX_TERMS);
+    else if (json_array_size(a) > SPEC_SCORECARD_MAX_TERMS)
+        rc = fail(err, errlen, p, "more than %d terms", SPEC_SCORECARD_MAX_TERMS);
+    size_t n = rc ? 0 : json_array_size(a);
+    if (n) {
+        b->sc_terms = calloc(n, sizeof *b->sc_terms);
+        b->sc_termp = calloc(n, sizeof *b->sc_termp);
+        b->sc_crit = calloc(n, sizeof *b->sc_crit);
+        if (!b->sc_terms || !b->sc_termp || !b->sc_crit)
+            rc = nomem(err, errlen);
+        b->n_sc = rc ? 0 : n;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t o2 = path_push_index(p, i);
+        rc = parse_scorecard_term(json_array_get(a, i), b, i, p, err, errlen);
+        b->sc_termp[i] = &b->sc_terms[i];
+        path_pop(p, o2);
+    }
+    path_pop(p, old);
+    if (rc)
+        return rc;
+    o->terms = b->sc_termp;
+    o->n_terms = n;
+    return 0;
+}
+
+/* issue 5 items 3/4: "compare_versions": ["a", "b"], "bin_mode": "width" |
+ * "quantile", "histogram_bins": 10..1000, "subgroups_from": "omop"; the
+ * limits are checked by validate_validate_more(). */
+static int parse_validate_more(json_t *v, struct build *b, struct path *p, char *err,
+                               size_t errlen)
+{
+    Sdefed__ValidateSpec *o = &b->validate;
+    const char *s;
+    int rc = 0;
+    json_t *a = json_object_get(v, "compare_versions");
+    if (a) {
+        size_t old = path_push_key(p, "compare_versions");
+        if (!json_is_array(a) || json_array_size(a) != 2)
+            rc = fail(err, errlen, p, "must be a list of exactly 2 model versions");
+        for (size_t i = 0; rc == 0 && i < 2; i++) {
+            json_t *x = json_array_get(a, i);
+            size_t o2 = path_push_index(p, i);
+            if (!json_is_string(x) || strlen(json_string_value(x)) != json_string_length(x))
+                rc = fail(err, errlen, p, "must be a model version name");
+            else
+                b->vcompare[i] = (char *)json_string_value(x);
+            path_pop(p, o2);
+        }
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        o->compare_versions = b->vcompare;
+        o->n_compare_versions = 2;
+    }
+    size_t len;
+    if ((rc = get_string(v, "bin_mode", &s, &len, p, err, errlen)))
+        return rc;
+    if (s && strcmp(s, "width") != 0)   /* "width" is the default: canonical "" */
+        o->bin_mode = (char *)s;
+    if (json_object_get(v, "histogram_bins")) {
+        int64_t n = 0;
+        if ((rc = get_int(v, "histogram_bins", SPEC_MIN_HISTOGRAM_BINS, SPEC_MAX_HISTOGRAM_BINS,
+                          &n, p, err, errlen)))
+            return rc;
+        o->histogram_bins = n == SPEC_DEFAULT_HISTOGRAM_BINS ? 0 : (uint32_t)n;
+    }
+    if ((rc = get_name(v, "subgroups_from", &s, p, err, errlen)))
+        return rc;
+    if (s)
+        o->subgroups_from = (char *)s;
+    return 0;
+}
+
 /* issue 5: "validate": {"thresholds": [...], "bins": 10, "by": [...],
  * "model_version": "...", "outcome": {"dataset", "criterion", "window_days"}} */
 static int parse_validate(json_t *v, struct build *b, struct path *p, char *err, size_t errlen)
 {
     static const char *const keys[] = { "thresholds", "bins", "by", "model_version", "outcome",
+                                        "from", "to", /* issue 6 item 3 */
+                                        "compare_versions", "bin_mode", "histogram_bins",
+                                        "subgroups_from", /* issue 5 items 3/4 */
+                                        "scorecard", "cohort", /* issue 5 item 2 */
                                         NULL };
     static const char *const okeys[] = { "dataset", "criterion", "window_days", NULL };
     Sdefed__ValidateSpec *o = &b->validate;
@@ -1862,6 +2355,17 @@ static int parse_validate(json_t *v, struct build *b, struct path *p, char *err,
         return rc;
     if (s)
         o->model_version = (char *)s;
+    if ((rc = parse_validate_more(v, b, p, err, errlen)))   /* issue 5 items 3/4 */
+        return rc;
+    size_t dlen;   /* issue 6 item 3: checked by validate_validate */
+    if ((rc = get_string(v, "from", &s, &dlen, p, err, errlen)))
+        return rc;
+    if (s)
+        o->from = (char *)s;
+    if ((rc = get_string(v, "to", &s, &dlen, p, err, errlen)))
+        return rc;
+    if (s)
+        o->to = (char *)s;
     json_t *out = json_object_get(v, "outcome");
     if (out) {
         old = path_push_key(p, "outcome");
@@ -1905,6 +2409,31 @@ static int parse_validate(json_t *v, struct build *b, struct path *p, char *err,
         if (rc)
             return rc;
         o->outcome = &b->vout;
+    }
+    json_t *sc = json_object_get(v, "scorecard");   /* issue 5 item 2 */
+    if (sc) {
+        old = path_push_key(p, "scorecard");
+        rc = parse_scorecard(sc, b, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        o->scorecard = &b->scorecard;
+        if (o->outcome && !*str_or_empty(b->vout.dataset))   /* read from the same dataset */
+            b->vout.dataset = b->spec.dataset;
+        bool omop_by = false;   /* sex, age_band: from the same dataset's person table */
+        for (size_t i = 0; i < o->n_by; i++)
+            omop_by = omop_by || strcmp(o->by[i], "sex") == 0 || strcmp(o->by[i], "age_band") == 0;
+        if (omop_by && !*str_or_empty(o->subgroups_from))
+            o->subgroups_from = b->spec.dataset;
+    }
+    json_t *co = json_object_get(v, "cohort");   /* the top-level cohort is refused here */
+    if (co) {
+        old = path_push_key(p, "cohort");
+        rc = parse_cohort(co, b, p, err, errlen);
+        path_pop(p, old);
+        if (rc)
+            return rc;
+        o->cohort = &b->cohort;
     }
     b->spec.validate = o;
     return 0;
@@ -2145,6 +2674,7 @@ int spec_parse_json(const char *text, size_t len, Sdefed__QuerySpec **out,
     sdefed__cohort__init(&b.cohort);
     sdefed__policy_request__init(&b.policy);
     sdefed__summary_spec__init(&b.summary);
+    sdefed__value_range__init(&b.summary_clamp);
     sdefed__surveil_spec__init(&b.surveil);   /* issue 6 */
     sdefed__validate_spec__init(&b.validate);   /* issue 5 */
     sdefed__validate_outcome__init(&b.vout);
@@ -2374,6 +2904,10 @@ static json_t *summary_json(const Sdefed__SummarySpec *sm)
         ok = jo_put(o, "window", window_json(sm->window));
     if (ok && sm->pick == SDEFED__SUMMARY_PICK__PICK_FIRST)
         ok = jo_put(o, "pick", json_string("first"));
+    if (ok && sm->clamp) {
+        json_t *c = json_pack("{s:f, s:f}", "min", sm->clamp->min, "max", sm->clamp->max);
+        ok = c && jo_put(o, "clamp", c);
+    }
     if (!ok) {
         json_decref(o);
         return NULL;
@@ -2408,6 +2942,54 @@ static bool surveil_json(json_t *o, const Sdefed__SurveilSpec *sv)
     return ok;
 }
 
+/* issue 5 item 2: the scorecard, terms in their order. */
+static json_t *scorecard_json(const Sdefed__ValidateScorecard *sc)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    ok = ok && jo_put(o, "link", json_string(sc->link == SDEFED__SCORECARD_LINK__SCORECARD_LINEAR
+                                                 ? "linear" : "logistic"));
+    ok = ok && jo_put(o, "intercept", json_real(sc->intercept));
+    json_t *a = ok ? json_array() : NULL;
+    ok = a != NULL;
+    for (size_t i = 0; ok && i < sc->n_terms; i++) {
+        const Sdefed__ScorecardTerm *t = sc->terms[i];
+        json_t *to = json_object();
+        bool tok = to && jo_put(to, "coef", json_real(t->coef));
+        switch (t->covariate) {
+        case SDEFED__SCORECARD_COVARIATE__SCORECARD_AGE:
+            tok = tok && jo_put(to, "age", json_true());
+            break;
+        case SDEFED__SCORECARD_COVARIATE__SCORECARD_SEX:
+            tok = tok && jo_put(to, "sex", json_string(name_of(sex_names, COUNT_OF(sex_names),
+                                                               (int)t->sex)));
+            break;
+        default:
+            if (t->criterion)
+                tok = tok && jo_put(to, t->covariate ==
+                                            SDEFED__SCORECARD_COVARIATE__SCORECARD_MEASUREMENT
+                                        ? "measurement" : "indicator",
+                                    criterion_json(t->criterion));
+            tok = tok && jo_put(to, "lookback_days", json_integer(t->lookback_days));
+            break;
+        }
+        if (tok && t->has_missing)
+            tok = jo_put(to, "missing", json_real(t->missing));
+        if (!tok) {
+            json_decref(to);
+            ok = false;
+        } else {
+            ok = jo_push(a, to);
+        }
+    }
+    ok = ok ? jo_put(o, "terms", a) : (json_decref(a), false);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* issue 5 */
 static json_t *validate_json(const Sdefed__ValidateSpec *v)
 {
@@ -2431,6 +3013,20 @@ static json_t *validate_json(const Sdefed__ValidateSpec *v)
     }
     if (ok && v->model_version && *v->model_version)
         ok = jo_put(o, "model_version", jo_str(v->model_version));
+    if (ok && v->n_compare_versions == 2)   /* issue 5 items 3/4 */
+        ok = jo_put(o, "compare_versions",
+                    json_pack("[ss]", v->compare_versions[0] ? v->compare_versions[0] : "",
+                              v->compare_versions[1] ? v->compare_versions[1] : ""));
+    if (ok && v->bin_mode && *v->bin_mode && strcmp(v->bin_mode, "width") != 0)
+        ok = jo_put(o, "bin_mode", jo_str(v->bin_mode));
+    if (ok && v->histogram_bins && v->histogram_bins != SPEC_DEFAULT_HISTOGRAM_BINS)
+        ok = jo_put(o, "histogram_bins", json_integer(v->histogram_bins));
+    if (ok && v->subgroups_from && *v->subgroups_from)
+        ok = jo_put(o, "subgroups_from", jo_str(v->subgroups_from));
+    if (ok && v->from && *v->from)   /* issue 6 item 3 */
+        ok = jo_put(o, "from", jo_str(v->from));
+    if (ok && v->to && *v->to)
+        ok = jo_put(o, "to", jo_str(v->to));
     if (ok && v->outcome) {
         json_t *oc = json_object();
         ok = oc != NULL;
@@ -2443,6 +3039,10 @@ static json_t *validate_json(const Sdefed__ValidateSpec *v)
                                                   (int)v->outcome->window->end_days));
         ok = ok ? jo_put(o, "outcome", oc) : (json_decref(oc), false);
     }
+    if (ok && v->scorecard)   /* issue 5 item 2 */
+        ok = jo_put(o, "scorecard", scorecard_json(v->scorecard));
+    if (ok && v->cohort)
+        ok = jo_put(o, "cohort", cohort_json(v->cohort));
     if (!ok) {
         json_decref(o);
         return NULL;

@@ -85,6 +85,57 @@ static json_t *bins_json(Sdefed__CalibrationBin *const *b, size_t n)
     return a;
 }
 
+/* ---- issue 5 items 3/4: ROC, histogram, comparison ---- */
+
+static json_t *roc_json(Sdefed__RocPoint *const *r, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_pack("[fff]", r[i]->fpr, r[i]->tpr,
+                                               r[i]->threshold)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+static json_t *histogram_json(Sdefed__ScoreBin *const *b, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        json_t *o = json_pack("{s:f, s:f, s:o, s:o}", "lo", b[i]->lo, "hi", b[i]->hi, "events",
+                              count_json(b[i]->events), "nonevents",
+                              count_json(b[i]->nonevents));
+        if (!o || json_array_append_new(a, o) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* null when absent; pooled adds "sites" */
+static json_t *comparison_json(const Sdefed__AucComparison *c, bool pooled)
+{
+    if (!c)
+        return json_null();
+    bool r = c->released;
+    json_t *o = json_pack(
+        "{s:s, s:s, s:b, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "version_a",
+        c->version_a ? c->version_a : "", "version_b", c->version_b ? c->version_b : "",
+        "released", r, "withheld_reason", c->withheld_reason ? c->withheld_reason : "", "auc_a",
+        r ? json_real(c->auc_a) : json_null(), "auc_b", r ? json_real(c->auc_b) : json_null(),
+        "diff", r ? json_real(c->diff) : json_null(), "diff_se",
+        r ? json_real(c->diff_se) : json_null(), "diff_ci",
+        r ? json_pack("[ff]", c->diff_lo, c->diff_hi) : json_null(), "p_value",
+        r ? json_real(c->p_value) : json_null());
+    if (o && pooled && !jo_put(o, "sites", json_integer(c->sites))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 json_t *out_validations_json(Sdefed__Validation *const *v, size_t n)
 {
     json_t *a = json_array();
@@ -109,8 +160,13 @@ json_t *out_validations_json(Sdefed__Validation *const *v, size_t n)
                  jo_put(o, "mean_predicted", json_real(x->mean_predicted)) &&
                  jo_put(o, "observed_rate", json_real(x->observed_rate)) &&
                  jo_put(o, "thresholds", thresholds_json(x->thresholds, x->n_thresholds)) &&
-                 jo_put(o, "bins", bins_json(x->bins, x->n_bins));
+                 jo_put(o, "bins", bins_json(x->bins, x->n_bins)) &&
+                 jo_put(o, "bin_mode", json_string(x->quantile_bins ? "quantile" : "width")) &&
+                 jo_put(o, "roc", roc_json(x->roc, x->n_roc)) &&
+                 jo_put(o, "histogram", histogram_json(x->histogram, x->n_histogram));
         }
+        if (ok && x->comparison)   /* issue 5 items 3/4: also on a withheld group */
+            ok = jo_put(o, "comparison", comparison_json(x->comparison, false));
         if (!ok || json_array_append_new(a, o) != 0) {
             if (!ok)
                 json_decref(o);
@@ -137,7 +193,15 @@ json_t *out_pooled_validations_json(Sdefed__PooledValidation *const *v, size_t n
                   jo_put(o, "tau2", json_real(x->tau2)) && jo_put(o, "i2", json_real(x->i2)) &&
                   jo_put(o, "q", json_real(x->q)) && jo_put(o, "partial", json_boolean(x->partial)) &&
                   jo_put(o, "thresholds", thresholds_json(x->thresholds, x->n_thresholds)) &&
-                  jo_put(o, "bins", bins_json(x->bins, x->n_bins));
+                  jo_put(o, "bins", bins_json(x->bins, x->n_bins)) &&
+                  jo_put(o, "bins_note", x->bins_note && *x->bins_note
+                                             ? json_string(x->bins_note) : json_null()) &&
+                  jo_put(o, "roc", roc_json(x->roc, x->n_roc)) &&
+                  jo_put(o, "roc_sites", json_integer(x->roc_sites)) &&
+                  jo_put(o, "roc_auc", x->n_roc ? json_real(x->roc_auc) : json_null()) &&
+                  jo_put(o, "roc_auc_max_error",
+                      x->n_roc ? json_real(x->roc_auc_max_error) : json_null()) &&
+                  jo_put(o, "comparison", comparison_json(x->comparison, true));
         if (!ok || json_array_append_new(a, o) != 0) {
             if (!ok)
                 json_decref(o);
@@ -190,10 +254,20 @@ static void fmt_count(const Sdefed__ValidateCount *c, char *buf, size_t len)
         snprintf(buf, len, "%s", "");
 }
 
+/* The last four CSV columns (and the line end): the AUC difference. */
+static int csv_comparison(FILE *f, const Sdefed__AucComparison *c)
+{
+    if (!c || !c->released)
+        return fputs(",,,\r\n", f) == EOF;
+    return fprintf(f, "%.4f,%.4f,%.4f,%.4g\r\n", c->diff, c->diff_lo, c->diff_hi,
+                   c->p_value) < 0;
+}
+
 int out_validate_csv(FILE *f, const Sdefed__FederatedResult *r)
 {
     int rc = fputs("site,site_status,group,n,events,auc,auc_lo,auc_hi,brier,oe_ratio,citl,"
-                   "calibration_slope,calibration_intercept,sites,i2,tau2,withheld_reason\r\n",
+                   "calibration_slope,calibration_intercept,sites,i2,tau2,withheld_reason,"
+                   "roc_auc,roc_auc_max_error,auc_diff,auc_diff_lo,auc_diff_hi,auc_diff_p\r\n",
                    f) == EOF;
     char g[512], n[32], e[32], num[10][32];
     for (size_t s = 0; s < r->n_sites; s++) {
@@ -203,7 +277,8 @@ int out_validate_csv(FILE *f, const Sdefed__FederatedResult *r)
             rc |= csv_field(f, sr->site ? sr->site : "", false);
             rc |= csv_field(f, st, false);
             rc |= fputs(",,,,,,,,,,,,,,", f) == EOF;
-            rc |= csv_field(f, sr->reason ? sr->reason : "", true);
+            rc |= csv_field(f, sr->reason ? sr->reason : "", false);
+            rc |= fputs(",,,,,\r\n", f) == EOF;
             continue;
         }
         for (size_t k = 0; k < sr->n_validations; k++) {
@@ -228,7 +303,9 @@ int out_validate_csv(FILE *f, const Sdefed__FederatedResult *r)
             for (int j = 0; j < 8; j++)
                 rc |= csv_field(f, num[j], false);
             rc |= fputs(",,,", f) == EOF;
-            rc |= csv_field(f, v->withheld_reason ? v->withheld_reason : "", true);
+            rc |= csv_field(f, v->withheld_reason ? v->withheld_reason : "", false);
+            rc |= fputs(",,", f) == EOF;   /* roc_auc, its bound: pooled only */
+            rc |= csv_comparison(f, v->comparison);
         }
     }
     for (size_t k = 0; k < r->n_pooled_validations; k++) {
@@ -242,7 +319,12 @@ int out_validate_csv(FILE *f, const Sdefed__FederatedResult *r)
             rc |= fprintf(f, "%.4f,%.4f,%.4f,", p->auc, p->auc_lo, p->auc_hi) < 0;
         else
             rc |= fputs(",,,", f) == EOF;
-        rc |= fprintf(f, ",,,,,%u,%.4f,%.6f,\r\n", p->sites, p->i2, p->tau2) < 0;
+        rc |= fprintf(f, ",,,,,%u,%.4f,%.6f,,", p->sites, p->i2, p->tau2) < 0;
+        if (p->n_roc)
+            rc |= fprintf(f, "%.4f,%.4f,", p->roc_auc, p->roc_auc_max_error) < 0;
+        else
+            rc |= fputs(",,", f) == EOF;
+        rc |= csv_comparison(f, p->comparison);
     }
     return rc ? SDF_EIO : 0;
 }
@@ -271,6 +353,25 @@ static void thr_lines(FILE *f, Sdefed__ThresholdMetrics *const *t, size_t n, int
     }
 }
 
+static void cmp_line(FILE *f, const Sdefed__AucComparison *c, int *rc)
+{
+    if (!c)
+        return;
+    if (!c->released) {
+        *rc |= fprintf(f, "        %s vs %s: withheld: %s\n", c->version_b ? c->version_b : "",
+                       c->version_a ? c->version_a : "",
+                       c->withheld_reason && *c->withheld_reason ? c->withheld_reason : "-") < 0;
+        return;
+    }
+    *rc |= fprintf(f, "        AUC %s - %s: %+.3f (95%% CI %+.3f to %+.3f)  p %.3g  "
+                      "(%.3f vs %.3f)",
+                   c->version_b ? c->version_b : "", c->version_a ? c->version_a : "", c->diff,
+                   c->diff_lo, c->diff_hi, c->p_value, c->auc_b, c->auc_a) < 0;
+    if (c->sites)
+        *rc |= fprintf(f, "  sites %u", c->sites) < 0;
+    *rc |= fputc('\n', f) == EOF;
+}
+
 int out_validate_table(FILE *f, const Sdefed__FederatedResult *r)
 {
     int rc = 0;
@@ -288,6 +389,13 @@ int out_validate_table(FILE *f, const Sdefed__FederatedResult *r)
             rc |= fprintf(f, "  I2 %.0f%%  tau2 %.4f  sites %u%s\n", p->i2 * 100, p->tau2,
                           p->sites, p->partial ? "  (partial)" : "") < 0;
         }
+        if (p->n_roc)   /* issue 5 items 3/4 */
+            rc |= fprintf(f, "        ROC from %u site histograms: AUC %.3f (+/- %.3f at most "
+                             "from binning)\n", p->roc_sites, p->roc_auc,
+                          p->roc_auc_max_error) < 0;
+        if (p->bins_note && *p->bins_note)
+            rc |= fprintf(f, "        %s\n", p->bins_note) < 0;
+        cmp_line(f, p->comparison, &rc);
         thr_lines(f, p->thresholds, p->n_thresholds, &rc);
     }
     for (size_t s = 0; s < r->n_sites; s++) {
@@ -313,6 +421,7 @@ int out_validate_table(FILE *f, const Sdefed__FederatedResult *r)
                 rc |= fprintf(f, "  slope %.3f  intercept %.3f", v->cal_slope,
                               v->cal_intercept) < 0;
             rc |= fputc('\n', f) == EOF;
+            cmp_line(f, v->comparison, &rc);
             thr_lines(f, v->thresholds, v->n_thresholds, &rc);
         }
     }

@@ -11,9 +11,19 @@
  *           [{"lo", "hi", "n", "events", "mean_predicted", "observed"}]};
  *           anything withheld is null. A pooled group has "sites", "auc",
  *           "auc_ci", "prediction_interval", "tau2", "i2", "q", "partial",
- *           "thresholds" and "bins".
- *   csv   — one line per (site or "pooled", group): the headline metrics.
- *   table — the same, aligned, with each group's thresholds underneath.
+ *           "thresholds" and "bins". Issue 5 items 3/4: a site group also
+ *           has "bin_mode", "roc": [[fpr, tpr, threshold]...], "histogram":
+ *           [{"lo", "hi", "events", "nonevents"}] and, comparing versions,
+ *           "comparison": {"version_a", "version_b", "released",
+ *           "withheld_reason", "auc_a", "auc_b", "diff", "diff_se",
+ *           "diff_ci", "p_value"}; a pooled group "roc", "roc_sites",
+ *           "roc_auc", "roc_auc_max_error", "bins_note", "comparison"
+ *           (with "sites", or null).
+ *   csv   — one line per (site or "pooled", group): the headline metrics,
+ *           then roc_auc, roc_auc_max_error, auc_diff, auc_diff_lo,
+ *           auc_diff_hi, auc_diff_p.
+ *   table — the same, aligned, with each group's thresholds underneath (and
+ *           the pooled ROC AUC and the comparison).
  */
 #ifndef CLI_OUTPUT_VALIDATE_H
 #define CLI_OUTPUT_VALIDATE_H

@@ -37,12 +37,20 @@
 #define SPEC_MAX_DEPTH 12            /* group nesting below the cohort */
 #define SPEC_MAX_JSON_DEPTH 64       /* brackets, checked before jansson parses */
 #define SPEC_MAX_UNITS 100           /* unit concept ids per criterion */
+#define SPEC_MAX_CLAMP 1e12          /* |summary.clamp.min|, |max| */
 #define SPEC_MAX_DAYS 36500          /* |window|, observation days */
 #define SPEC_MAX_AGE 150
 #define SPEC_MAX_AGE_BAND_WIDTH 50
 /* validate kind (issue 5; docs/validate.md) */
 #define SPEC_MAX_THRESHOLDS 20
 #define SPEC_MAX_BINS 50
+/* Fine score-histogram bins (issue 5 items 3/4): validate.histogram_bins. */
+#define SPEC_MIN_HISTOGRAM_BINS 10
+#define SPEC_MAX_HISTOGRAM_BINS 1000
+#define SPEC_DEFAULT_HISTOGRAM_BINS 100
+/* validate: a model shipped as a scorecard (issue 5 item 2) */
+#define SPEC_SCORECARD_MAX_TERMS 50
+#define SPEC_SCORECARD_MAX_COEF 1e6   /* |coef|, |intercept|, |missing| */
 /* Surveillance (issue 6; docs/surveillance.md): from..to spans at most
  * this many periods (months, quarters or years). */
 #define SPEC_SURVEIL_MAX_PERIODS 600

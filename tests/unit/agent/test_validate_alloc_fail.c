@@ -6,7 +6,11 @@
  * and one whose outcome comes from an OMOP criterion: every run either
  * gives no result, the baseline answer byte for byte, or error/refused with
  * a reason and no validations; never a crash or a leaked block. Skips
- * under AddressSanitizer (which owns malloc).
+ * under AddressSanitizer (which owns malloc). Issue 5 items 3/4: also a
+ * query with quantile bins, a score histogram and OMOP sex/age subgroups,
+ * and one comparing two model versions (table preds2). Every run drains
+ * the SQLite connection pool, so that a pooled connection closed by a
+ * failing run does not look like a block freed twice.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +27,7 @@
 
 #include <sqlite3.h>
 
+#include "db.h"
 #include "query.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
@@ -47,7 +52,7 @@ static int setup(void **state)
     memset(&cfg, 0, sizeof cfg);
     disc_policy_default(&cfg.policy);
     snprintf(cfg.site_id, sizeof cfg.site_id, "site-a");
-    cfg.n_datasets = 2;
+    cfg.n_datasets = 3;
     agent_dataset *o = &cfg.datasets[0], *p = &cfg.datasets[1];
     snprintf(o->name, sizeof o->name, "omop");
     snprintf(o->type, sizeof o->type, "omop");
@@ -66,6 +71,13 @@ static int setup(void **state)
         p->columns[k].role = roles[k];
     }
     p->n_columns = 5;
+    agent_dataset *p2 = &cfg.datasets[2];   /* issue 5 items 3/4: two model versions */
+    *p2 = *p;
+    snprintf(p2->name, sizeof p2->name, "preds2");
+    snprintf(p2->table, sizeof p2->table, "preds2");
+    snprintf(p2->columns[5].name, sizeof p2->columns[5].name, "mv");
+    p2->columns[5].role = AGENT_COL_MODEL_VERSION;
+    p2->n_columns = 6;
 
     sqlite3 *db;
     assert_int_equal(sqlite3_open(o->path, &db), SQLITE_OK);
@@ -81,7 +93,13 @@ static int setup(void **state)
              " '2015-01-01', CASE i % 2 WHEN 0 THEN 'female' ELSE 'male' END FROM n;"
              "INSERT INTO condition_occurrence SELECT pid, pid,"
              " CASE pid % 2 WHEN 0 THEN 2001 ELSE 2002 END, '2015-06-01' FROM preds"
-             " WHERE pid % 3 = 0 OR pid % 97 > 70;");
+             " WHERE pid % 3 = 0 OR pid % 97 > 70;"
+             "CREATE TABLE person(person_id INTEGER, gender_concept_id INTEGER,"
+             " year_of_birth INTEGER, month_of_birth INTEGER, day_of_birth INTEGER);"
+             "INSERT INTO person SELECT pid, CASE pid % 2 WHEN 0 THEN 8532 ELSE 8507 END,"
+             " 1940 + pid % 60, 1 + pid % 12, 1 + pid % 28 FROM preds WHERE pid % 10 <> 0;"
+             "CREATE TABLE preds2 AS SELECT pid, score, y, d, sex, 'a' AS mv FROM preds;"
+             "INSERT INTO preds2 SELECT pid, (pid % 89) / 89.0, y, d, sex, 'b' FROM preds;");
     sqlite3_close(db);
     log_set_level(SDF_LOG_ERROR);
     return 0;
@@ -111,7 +129,9 @@ static Sdefed__QueryResult *run(Sdefed__QuerySpec *spec)
     req.project_id = (char *)"demo";
     req.requester = (char *)"analyst";
     req.spec = spec;
-    return query_run(&cfg, &req, NULL);
+    Sdefed__QueryResult *r = query_run(&cfg, &req, NULL);
+    db_sqlite_pool_drain();   /* no pooled connection outlives the run */
+    return r;
 }
 
 #endif
@@ -164,11 +184,30 @@ static void omop_outcome_survives_every_allocation_failure(void **state)
                   "\"descendants\":true},\"window_days\":[0,365]}}}");
 }
 
+static void histogram_quantile_subgroups_survive_every_allocation_failure(void **state)
+{
+    (void)state;
+    torture_query("{\"kind\":\"validate\",\"project\":\"demo\",\"dataset\":\"preds\","
+                  "\"validate\":{\"thresholds\":[0.3],\"bin_mode\":\"quantile\",\"bins\":5,"
+                  "\"histogram_bins\":20,\"by\":[\"sex\",\"age_band\"],"
+                  "\"subgroups_from\":\"omop\"}}");
+}
+
+static void comparison_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    torture_query("{\"kind\":\"validate\",\"project\":\"demo\",\"dataset\":\"preds2\","
+                  "\"validate\":{\"thresholds\":[0.4],\"compare_versions\":[\"a\",\"b\"],"
+                  "\"by\":[\"sex\"]}}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(label_survives_every_allocation_failure),
         cmocka_unit_test(omop_outcome_survives_every_allocation_failure),
+        cmocka_unit_test(histogram_quantile_subgroups_survive_every_allocation_failure),
+        cmocka_unit_test(comparison_survives_every_allocation_failure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

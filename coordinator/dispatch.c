@@ -100,6 +100,7 @@ static void finish(pending_query *q)
     r.project = q->spec->project;
     r.submitted_unix_ms = q->submitted_ms;
     r.requester = q->requester;
+    r.spec = q->spec;   /* borrowed: stored and returned with the result */
     if (srs && ptrs) {
         for (size_t i = 0; i < q->n_slots; i++) {
             site_slot *s = &q->slots[i];

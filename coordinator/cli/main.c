@@ -3,6 +3,7 @@
  *   sdefed [--config FILE] sites   [--format table|json|csv]
  *   sdefed [--config FILE] query   SPEC.json|- [--format F] [--sites a,b] [--timeout SECONDS]
  *   sdefed [--config FILE] results QUERY_ID [--format F]
+ *   sdefed [--config FILE] report  QUERY_ID|--monitor ID -o FILE   (report.c)
  *
  * The spec is parsed and validated here first, so a typo is reported
  * before anything is sent. Exit status: 0 success, 1 error (one line on
@@ -18,6 +19,7 @@
 
 #include "client.h"
 #include "monitor_cmd.h"   /* issue 6 */
+#include "report.h"        /* issues 5, 6: sdefed report */
 #include "output.h"
 #include "protocol.h"
 #include "sdefed/log.h"
@@ -37,6 +39,7 @@ static void usage(FILE *f)
             "  results QUERY_ID            show a stored result again\n"
             "  monitor add|list|show|rm    standing surveillance monitors (see 'sdefed monitor')\n"
             "  alerts                      alerts raised by your monitors\n"
+            "  report QUERY_ID -o FILE     HTML report with plots (or --monitor ID; see -h)\n"
             "  protocol keygen|sign|verify signed protocols (see 'sdefed protocol'); no config\n"
             "query also takes a signed protocol (from 'sdefed protocol sign') in place of SPEC.json\n"
             "options for every command: --format table|json|csv (default table)\n"
@@ -134,6 +137,9 @@ int main(int argc, char **argv)
     /* issue 6: `sdefed monitor ...` and `sdefed alerts` take their own options. */
     if (monitor_is_command(argc, argv))
         return monitor_main(argc, argv);
+    /* issues 5, 6: `sdefed report ...` takes its own options (-o, --monitor, --spec). */
+    if (report_is_command(argc, argv))
+        return report_main(argc, argv);
     const char *config_path = getenv("SDEFED_CONF");
     const char *sites_arg = NULL;
     out_format fmt = OUT_TABLE;

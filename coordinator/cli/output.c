@@ -25,7 +25,8 @@
  * OUT_MAX_STRATA distinct names, more is refused with SDF_EOVERFLOW.
  *
  * JSON beyond the header's schema: the result also carries "requester"
- * (string) and "submitted" (ISO 8601 UTC, or null when unknown); each
+ * (string), "submitted" (ISO 8601 UTC, or null when unknown) and "spec"
+ * (the canonical spec, when the coordinator stored it with the result); each
  * catalog dataset is {"name","type","omop_version","person_count" (null
  * unless released),"person_count_status","data_freshness","domains","error"
  * (null, or why the site could not describe this dataset)}. The
@@ -323,6 +324,8 @@ json_t *out_result_json(const Sdefed__FederatedResult *r)
               jo_put(o, "project", jo_str(r->project)) && jo_put(o, "requester", jo_str(r->requester)) &&
               jo_put(o, "submitted", iso_utc(r->submitted_unix_ms, when, sizeof when)
                                       ? json_string(when) : json_null());
+    if (ok && r->spec)   /* the canonical spec the coordinator ran */
+        ok = jo_put(o, "spec", spec_to_json(r->spec));
     for (size_t i = 0; ok && i < r->n_sites; i++)
         if (r->sites[i])
             ok = jo_push(sites, site_json(r->sites[i], catalog));

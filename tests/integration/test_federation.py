@@ -165,6 +165,10 @@ class FederationTest(SandboxTestCase):
         d = self.run_count()
         again = self.sb.cli_json("results", d["query_id"])
         self.assertEqual(again, d)
+        # The stored result carries the spec it ran, in canonical form.
+        self.assertEqual(d["spec"]["kind"], "count")
+        self.assertEqual(d["spec"]["by"], ["sex"])
+        self.assertEqual(d["spec"]["cohort"], CELECOXIB_BY_SEX["cohort"])
         # An unknown id is an error: exit 1, one line on stderr.
         p = self.sb.cli("results", "no-such-query-id")
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)

@@ -5,7 +5,9 @@
  * period), on behalf of the monitor's owner. The period is counted when
  * every site gave a definitive answer (ok or refused); otherwise (offline,
  * timeout, error) the run is recorded as incomplete and the same period is
- * asked again at the next due time, so no period is missed. A counted
+ * asked again, so no period is missed: after k incomplete runs of a period
+ * the next is due every x 2^min(k, 6) after the last (each re-ask counts
+ * against the answering sites' repeat limit, max_identical). A counted
  * period's look (pooled and per-site numbers, statistic) and the monitor's
  * running totals are written in one transaction with the period as key, so
  * none is counted twice, across restarts too. Periods whose follow-up
@@ -16,6 +18,11 @@
  * numbers only); the expected count is expected_rate x person-time, or the
  * pooled comparator rate x person-time. A look whose numbers were withheld
  * adds nothing to the test (and is marked partial).
+ *
+ * A drift monitor (issue 6 item 3) runs a validate spec the same way, its
+ * validate.from/to narrowed to each period, and stores per look the pooled
+ * and per-site AUC and calibration slope (monitor_drift_look) with an alert
+ * per metric outside the agreed band.
  *
  * Alerts are stored, logged, and when [coordinator] alert_command is set,
  * that program runs (uv_spawn: no shell; words split on spaces) with the
@@ -38,6 +45,7 @@
 #include "seqtest.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
+#include "sdefed/surveil_stats.h"
 
 #define MON_TICK_MS 200
 #define MON_MIN_EVERY_MS 100
@@ -50,6 +58,7 @@
 #define ALERT_MAX_ARGS 16
 #define ALERT_MAX_OUTPUT 4096
 #define MON_DAYS_PER_1000PY (1000.0 * 365.25)
+#define MON_MAX_BACKOFF 6      /* re-ask an incomplete period after at most 64 x every */
 
 typedef struct run_ctx run_ctx;
 typedef struct alert_proc alert_proc;
@@ -91,7 +100,7 @@ static int mdays(int64_t y, int64_t m)
     return m == 2 && leap ? 29 : d[m - 1];
 }
 
-/* The periods of a surveil spec: count, and period i's date range and label. */
+/* The periods of a monitor: count, and period i's date range and label. */
 typedef struct plan {
     Sdefed__SurveilPeriod kind;
     int64_t fy, fm, fd, ty, tm, td;
@@ -99,15 +108,20 @@ typedef struct plan {
     int64_t n;
 } plan;
 
-static void plan_init(plan *pl, const Sdefed__SurveilSpec *sv)
+/* from/to are checked "YYYY-MM-DD" dates; an empty `to` (a drift monitor
+ * without an end) plans SPEC_SURVEIL_MAX_PERIODS periods. */
+static void plan_init(plan *pl, Sdefed__SurveilPeriod kind, const char *from, const char *to)
 {
-    pl->kind = sv->period;
-    pl->fy = atoi(sv->from);
-    pl->fm = atoi(sv->from + 5);
-    pl->fd = atoi(sv->from + 8);
-    pl->ty = atoi(sv->to);
-    pl->tm = atoi(sv->to + 5);
-    pl->td = atoi(sv->to + 8);
+    bool open_ended = !to || !*to;
+    if (open_ended)
+        to = "2200-12-31";
+    pl->kind = kind;
+    pl->fy = atoi(from);
+    pl->fm = atoi(from + 5);
+    pl->fd = atoi(from + 8);
+    pl->ty = atoi(to);
+    pl->tm = atoi(to + 5);
+    pl->td = atoi(to + 8);
     int64_t a, b;
     switch (pl->kind) {
     case SDEFED__SURVEIL_PERIOD__PERIOD_MONTH:
@@ -128,6 +142,8 @@ static void plan_init(plan *pl, const Sdefed__SurveilSpec *sv)
     }
     pl->first = a;
     pl->n = b - a + 1;
+    if (open_ended && pl->n > SPEC_SURVEIL_MAX_PERIODS)
+        pl->n = SPEC_SURVEIL_MAX_PERIODS;
 }
 
 /* Period i: [from, to] clipped to the spec's from/to, as ISO dates, the
@@ -430,7 +446,38 @@ typedef struct mon_row {
     double expected_rate, threshold, length, cum_events, cum_expected, cusum;
     int64_t next_period;
     char state[16];
+    bool drift;                    /* kind 'validate' (issue 6 item 3) */
+    Sdefed__SurveilPeriod period;  /* drift: the monitor's periods ... */
+    char from[11], to[11];         /* ... and dates (to "" = open-ended) */
+    monitor_band band;
+    int64_t every_ms, last_run_ms;
 } mon_row;
+
+static Sdefed__SurveilPeriod period_of(const char *s)
+{
+    if (s && strcmp(s, "month") == 0)
+        return SDEFED__SURVEIL_PERIOD__PERIOD_MONTH;
+    if (s && strcmp(s, "quarter") == 0)
+        return SDEFED__SURVEIL_PERIOD__PERIOD_QUARTER;
+    if (s && strcmp(s, "year") == 0)
+        return SDEFED__SURVEIL_PERIOD__PERIOD_YEAR;
+    return SDEFED__SURVEIL_PERIOD__PERIOD_ALL;
+}
+
+/* The periods of a loaded monitor. */
+static void plan_of(plan *pl, const mon_row *mr, const Sdefed__QuerySpec *spec)
+{
+    if (mr->drift)
+        plan_init(pl, mr->period, mr->from, mr->to);
+    else
+        plan_init(pl, spec->surveil->period, spec->surveil->from, spec->surveil->to);
+}
+
+static void band_col(sqlite3_stmt *st, int i, bool *has, double *v)
+{
+    *has = sqlite3_column_type(st, i) != SQLITE_NULL;
+    *v = *has ? sqlite3_column_double(st, i) : 0.0;
+}
 
 static int load_monitor(struct monitors *m, const char *id, mon_row *mr, Sdefed__QuerySpec **spec)
 {
@@ -438,8 +485,10 @@ static int load_monitor(struct monitors *m, const char *id, mon_row *mr, Sdefed_
     int rc = SDF_ENOTFOUND;
     if (sqlite3_prepare_v2(m->db,
                            "SELECT owner, test, expected_rate, threshold, length, cum_events, "
-                           "cum_expected, cusum, next_period, state, spec FROM monitors "
-                           "WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+                           "cum_expected, cusum, next_period, state, spec, kind, period, "
+                           "date_from, date_to, auc_min, auc_max, slope_min, slope_max, "
+                           "every_ms, last_run_ms FROM monitors WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
         return SDF_EDB;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -453,6 +502,19 @@ static int load_monitor(struct monitors *m, const char *id, mon_row *mr, Sdefed_
         mr->cusum = sqlite3_column_double(st, 7);
         mr->next_period = sqlite3_column_int64(st, 8);
         snprintf(mr->state, sizeof mr->state, "%s", (const char *)sqlite3_column_text(st, 9));
+        const char *kind = (const char *)sqlite3_column_text(st, 11);
+        mr->drift = kind && strcmp(kind, "validate") == 0;
+        mr->period = period_of((const char *)sqlite3_column_text(st, 12));
+        const char *f = (const char *)sqlite3_column_text(st, 13);
+        const char *t = (const char *)sqlite3_column_text(st, 14);
+        snprintf(mr->from, sizeof mr->from, "%s", f ? f : "");
+        snprintf(mr->to, sizeof mr->to, "%s", t ? t : "");
+        band_col(st, 15, &mr->band.has_auc_min, &mr->band.auc_min);
+        band_col(st, 16, &mr->band.has_auc_max, &mr->band.auc_max);
+        band_col(st, 17, &mr->band.has_slope_min, &mr->band.slope_min);
+        band_col(st, 18, &mr->band.has_slope_max, &mr->band.slope_max);
+        mr->every_ms = sqlite3_column_int64(st, 19);
+        mr->last_run_ms = sqlite3_column_int64(st, 20);
         rc = 0;
         if (spec) {
             *spec = spec_unpack(sqlite3_column_blob(st, 10), sqlite3_column_bytes(st, 10));
@@ -492,7 +554,7 @@ static void count_look(struct monitors *m, run_ctx *rc, const Sdefed__FederatedR
     }
     bool signal = stat >= mr->threshold && (cusum || C >= 1.0);
     plan pl;
-    plan_init(&pl, spec->surveil);
+    plan_of(&pl, mr, spec);
     const char *state = "active";
     if (signal && !cusum)
         state = "signalled";
@@ -503,9 +565,12 @@ static void count_look(struct monitors *m, run_ctx *rc, const Sdefed__FederatedR
     if (signal && cusum)
         S = 0.0;   /* CUSUM restarts after an alert */
 
-    /* per-site series, and the sites with more events than expected */
-    json_t *sites = json_array(), *excess = json_array();
-    for (size_t i = 0; sites && excess && i < r->n_sites; i++) {
+    /* per-site series, and the sites an alert should name: those whose own
+     * events are significantly above their expectation (one-sided exact
+     * Poisson p < MON_SITE_ALPHA on the released counts) or, when none is,
+     * every site above its expected count */
+    json_t *sites = json_array(), *excess = json_array(), *above = json_array();
+    for (size_t i = 0; sites && excess && above && i < r->n_sites; i++) {
         const Sdefed__SiteResult *sr = r->sites[i];
         if (!sr)
             continue;
@@ -520,11 +585,19 @@ static void count_look(struct monitors *m, run_ctx *rc, const Sdefed__FederatedR
             json_object_set_new(o, "person_days", json_integer(sd));
             json_object_set_new(o, "expected", json_real(rate_per_day * (double)sd));
             json_object_set_new(o, "partial", json_boolean(sp));
-            if (rate_per_day > 0.0 && (double)se > rate_per_day * (double)sd)
-                json_array_append_new(excess, json_string(sr->site ? sr->site : ""));
+            double mu_site = rate_per_day * (double)sd;
+            if (rate_per_day > 0.0 && (double)se > mu_site) {
+                const char *name = sr->site ? sr->site : "";
+                json_array_append_new(above, json_string(name));
+                if (monitor_site_excess_p(se, mu_site) < MON_SITE_ALPHA)
+                    json_array_append_new(excess, json_string(name));
+            }
         }
         json_array_append_new(sites, o);
     }
+    if (excess && above && json_array_size(excess) == 0)
+        json_array_extend(excess, above);
+    json_decref(above);
     char *sites_text = sites ? json_dumps(sites, JSON_COMPACT) : NULL;
     char *alert_text = NULL;
     int64_t now = (int64_t)coord_now_ms();
@@ -550,7 +623,9 @@ static void count_look(struct monitors *m, run_ctx *rc, const Sdefed__FederatedR
     int err = db_exec(m->db, "BEGIN IMMEDIATE");
     sqlite3_stmt *st = NULL;
     if (err == 0 &&
-        sqlite3_prepare_v2(m->db, "INSERT INTO monitor_looks VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+        sqlite3_prepare_v2(m->db, "INSERT INTO monitor_looks (monitor, period_index, period, "
+                                  "run_ms, query_id, events, person_days, expected, statistic, "
+                                  "signal, partial, sites) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
                                   "?7, ?8, ?9, ?10, ?11, ?12)", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, rc->id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, rc->period_index);
@@ -621,6 +696,264 @@ static void count_look(struct monitors *m, run_ctx *rc, const Sdefed__FederatedR
     free(alert_text);
 }
 
+double monitor_site_excess_p(int64_t observed, double mu)
+{
+    if (observed <= 0)
+        return 1.0;
+    if (!(mu > 0.0))
+        return 0.0;
+    /* P(X >= c) for X ~ Poisson(mu) is the regularised lower gamma P(c, mu) */
+    return surv_gamma_p((double)observed, mu);
+}
+
+/* ---- drift monitors (issue 6 item 3) ---- */
+
+bool monitor_band_out(double x, bool has_lo, double lo, bool has_hi, double hi)
+{
+    if (isnan(x))
+        return false;
+    return (has_lo && x < lo) || (has_hi && x > hi);
+}
+
+static json_t *num_or_null(bool have, double x)
+{
+    return have && isfinite(x) ? json_real(x) : json_null();
+}
+
+/* The whole-site group (no strata) of a site's validations, or NULL. */
+static const Sdefed__Validation *site_overall(const Sdefed__SiteResult *sr)
+{
+    for (size_t i = 0; i < sr->n_validations; i++)
+        if (sr->validations[i] && sr->validations[i]->n_strata == 0)
+            return sr->validations[i];
+    return NULL;
+}
+
+static bool slope_band_set(const monitor_band *b)
+{
+    return b->has_slope_min || b->has_slope_max;
+}
+
+static bool auc_band_set(const monitor_band *b)
+{
+    return b->has_auc_min || b->has_auc_max;
+}
+
+json_t *monitor_drift_look(const Sdefed__FederatedResult *r, const monitor_band *b,
+                           bool *partial)
+{
+    json_t *o = json_object(), *sites = json_array(), *out = json_array(),
+           *pooled = json_object();
+    if (!o || !sites || !out || !pooled) {
+        json_decref(o);
+        json_decref(sites);
+        json_decref(out);
+        json_decref(pooled);
+        return NULL;
+    }
+    bool ok = true;
+    double wsum = 0.0, wslope = 0.0;
+    unsigned slope_sites = 0;
+    for (size_t i = 0; r && i < r->n_sites; i++) {
+        const Sdefed__SiteResult *sr = r->sites[i];
+        if (!sr)
+            continue;
+        const Sdefed__Validation *v =
+            sr->status == SDEFED__SITE_STATUS__SITE_OK ? site_overall(sr) : NULL;
+        bool rel = v && v->released;
+        if (!rel)   /* refused, or ok but the group withheld */
+            *partial = true;
+        bool has_slope = rel && v->cal_converged && isfinite(v->cal_slope);
+        if (has_slope && v->n && released(v->n->status) && v->n->value > 0) {
+            wsum += (double)v->n->value;
+            wslope += (double)v->n->value * v->cal_slope;
+            slope_sites++;
+        }
+        json_t *so = json_object();
+        ok = so && json_array_append_new(sites, so) == 0;
+        if (!ok)
+            break;
+        json_object_set_new(so, "site", json_string(sr->site ? sr->site : ""));
+        json_object_set_new(so, "status", json_string(spec_site_status_name(sr->status)));
+        json_object_set_new(so, "released", json_boolean(rel));
+        json_object_set_new(so, "auc", num_or_null(rel, rel ? v->auc : 0.0));
+        json_object_set_new(so, "auc_lo", num_or_null(rel, rel ? v->auc_lo : 0.0));
+        json_object_set_new(so, "auc_hi", num_or_null(rel, rel ? v->auc_hi : 0.0));
+        json_object_set_new(so, "cal_slope", num_or_null(has_slope, has_slope ? v->cal_slope : 0));
+    }
+    const Sdefed__PooledValidation *pv = NULL;
+    for (size_t i = 0; r && i < r->n_pooled_validations; i++)
+        if (r->pooled_validations[i] && r->pooled_validations[i]->n_strata == 0)
+            pv = r->pooled_validations[i];
+    bool has_auc = pv && pv->sites > 0;
+    double auc = has_auc ? pv->auc : NAN;
+    double slope = wsum > 0.0 ? wslope / wsum : NAN;
+    json_object_set_new(pooled, "auc", num_or_null(has_auc, auc));
+    json_object_set_new(pooled, "auc_lo", num_or_null(has_auc, has_auc ? pv->auc_lo : 0.0));
+    json_object_set_new(pooled, "auc_hi", num_or_null(has_auc, has_auc ? pv->auc_hi : 0.0));
+    json_object_set_new(pooled, "cal_slope", num_or_null(wsum > 0.0, slope));
+    json_object_set_new(pooled, "auc_sites", json_integer(has_auc ? pv->sites : 0));
+    json_object_set_new(pooled, "slope_sites", json_integer(slope_sites));
+    if ((auc_band_set(b) && !has_auc) || (slope_band_set(b) && !(wsum > 0.0)))
+        *partial = true;
+    if (ok && monitor_band_out(auc, b->has_auc_min, b->auc_min, b->has_auc_max, b->auc_max))
+        ok = json_array_append_new(out, json_string("auc")) == 0;
+    if (ok &&
+        monitor_band_out(slope, b->has_slope_min, b->slope_min, b->has_slope_max, b->slope_max))
+        ok = json_array_append_new(out, json_string("cal_slope")) == 0;
+    ok = ok && json_object_set_new(o, "pooled", pooled) == 0;
+    pooled = NULL;
+    ok = ok && json_object_set_new(o, "sites", sites) == 0;
+    sites = NULL;
+    ok = ok && json_object_set_new(o, "out_of_band", out) == 0;
+    out = NULL;
+    json_decref(pooled);
+    json_decref(sites);
+    json_decref(out);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The alert JSON for one out-of-band metric of a drift look. */
+static char *drift_alert(const run_ctx *rc, const mon_row *mr, json_t *drift, const char *metric,
+                         const char *query_id, int64_t now)
+{
+    const monitor_band *b = &mr->band;
+    bool is_auc = strcmp(metric, "auc") == 0;
+    bool has_lo = is_auc ? b->has_auc_min : b->has_slope_min;
+    bool has_hi = is_auc ? b->has_auc_max : b->has_slope_max;
+    double lo = is_auc ? b->auc_min : b->slope_min, hi = is_auc ? b->auc_max : b->slope_max;
+    double value = json_real_value(json_object_get(json_object_get(drift, "pooled"), metric));
+    json_t *sites = json_array();
+    json_t *ss = json_object_get(drift, "sites");
+    for (size_t i = 0; sites && i < json_array_size(ss); i++) {
+        json_t *x = json_object_get(json_array_get(ss, i), metric);
+        if (json_is_real(x) && monitor_band_out(json_real_value(x), has_lo, lo, has_hi, hi))
+            json_array_append(sites, json_object_get(json_array_get(ss, i), "site"));
+    }
+    double limit = has_lo && value < lo ? lo : hi;
+    json_t *al = sites ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:[o,o], s:O, s:f, "
+                                   "s:f, s:I, s:s}",
+                                   "monitor", rc->id, "owner", rc->owner, "period", rc->period,
+                                   "kind", "validate", "test", "band", "metric", metric,
+                                   "value", value, "band", has_lo ? json_real(lo) : json_null(),
+                                   has_hi ? json_real(hi) : json_null(), "sites", sites,
+                                   "statistic", value, "threshold", limit,
+                                   "created_unix_ms", (json_int_t)now, "query_id", query_id)
+                         : NULL;
+    json_decref(sites);
+    char *text = al ? json_dumps(al, JSON_COMPACT) : NULL;
+    json_decref(al);
+    return text;
+}
+
+/* Count a drift look in one transaction (like count_look). */
+static void count_drift_look(struct monitors *m, run_ctx *rc, const Sdefed__FederatedResult *r,
+                             const mon_row *mr, const Sdefed__QuerySpec *spec)
+{
+    bool partial = false;
+    json_t *drift = monitor_drift_look(r, &mr->band, &partial);
+    json_t *out = drift ? json_object_get(drift, "out_of_band") : NULL;
+    size_t n_out = json_array_size(out);
+    char *drift_text = drift ? json_dumps(drift, JSON_COMPACT) : NULL;
+    char *sites_text = drift ? json_dumps(json_object_get(drift, "sites"), JSON_COMPACT) : NULL;
+    const char *qid = r->query_id ? r->query_id : "";
+    int64_t now = (int64_t)coord_now_ms();
+    char *alerts[2] = { NULL, NULL };
+    bool oom = !drift_text || !sites_text;
+    for (size_t i = 0; !oom && i < n_out && i < 2; i++) {
+        alerts[i] = drift_alert(rc, mr, drift, json_string_value(json_array_get(out, i)), qid, now);
+        oom = !alerts[i];
+    }
+    json_t *pooled = drift ? json_object_get(drift, "pooled") : NULL;
+    json_t *pauc = json_object_get(pooled, "auc");
+    double auc = json_is_real(pauc) ? json_real_value(pauc) : 0.0;
+    json_decref(drift);
+    if (oom) {
+        log_error("monitor %s: out of memory recording period %s", rc->id, rc->period);
+        goto done;
+    }
+    plan pl;
+    plan_of(&pl, mr, spec);
+    const char *state = rc->period_index + 1 >= pl.n ? "done" : "active";
+
+    int err = db_exec(m->db, "BEGIN IMMEDIATE");
+    sqlite3_stmt *st = NULL;
+    if (err == 0 &&
+        sqlite3_prepare_v2(m->db, "INSERT INTO monitor_looks (monitor, period_index, period, "
+                                  "run_ms, query_id, events, person_days, expected, statistic, "
+                                  "signal, partial, sites, drift) VALUES (?1, ?2, ?3, ?4, ?5, 0, "
+                                  "0, 0, ?6, ?7, ?8, ?9, ?10)", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, rc->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, rc->period_index);
+        sqlite3_bind_text(st, 3, rc->period, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now);
+        sqlite3_bind_text(st, 5, qid, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 6, auc);
+        sqlite3_bind_int(st, 7, n_out > 0);
+        sqlite3_bind_int(st, 8, partial);
+        sqlite3_bind_text(st, 9, sites_text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 10, drift_text, -1, SQLITE_STATIC);
+        err = sqlite3_step(st) == SQLITE_DONE ? 0 : SDF_EDB;   /* PK: never twice */
+    } else if (err == 0) {
+        err = SDF_EDB;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (err == 0 &&
+        sqlite3_prepare_v2(m->db, "UPDATE monitors SET next_period = ?2, state = ?3, "
+                                  "last_run_ms = 0 WHERE id = ?1 AND next_period = ?4", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, rc->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, rc->period_index + 1);
+        sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, rc->period_index);
+        err = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(m->db) == 1 ? 0 : SDF_EDB;
+    } else if (err == 0) {
+        err = SDF_EDB;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    for (size_t i = 0; err == 0 && i < 2 && alerts[i]; i++) {
+        if (sqlite3_prepare_v2(m->db, "INSERT INTO alerts (monitor, owner, created_ms, json) "
+                                      "VALUES (?1, ?2, ?3, ?4)", -1, &st, NULL) != SQLITE_OK) {
+            err = SDF_EDB;
+            break;
+        }
+        sqlite3_bind_text(st, 1, rc->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, rc->owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_text(st, 4, alerts[i], -1, SQLITE_STATIC);
+        err = sqlite3_step(st) == SQLITE_DONE ? 0 : SDF_EDB;
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (err == 0)
+        err = db_exec(m->db, "COMMIT");
+    if (err != 0) {
+        (void)db_exec(m->db, "ROLLBACK");
+        log_error("monitor %s: period %s not counted (store: %s); it will be asked again",
+                  rc->id, rc->period, sqlite3_errmsg(m->db));
+        goto done;
+    }
+    log_info("monitor %s: period %s counted: drift look, %zu metric(s) out of band%s", rc->id,
+             rc->period, n_out, partial ? ", partial" : "");
+    record_run(m, rc->id, rc->period, qid, "counted");
+    for (size_t i = 0; i < 2 && alerts[i]; i++) {
+        log_warn("ALERT monitor %s period %s: outside the agreed band: %s", rc->id, rc->period,
+                 alerts[i]);
+        alert_run_command(m, alerts[i]);
+    }
+done:
+    free(drift_text);
+    free(sites_text);
+    free(alerts[0]);
+    free(alerts[1]);
+}
+
 static void run_done(void *ctx, const Sdefed__FederatedResult *r, const char *error)
 {
     run_ctx *rc = ctx;
@@ -652,8 +985,12 @@ static void run_done(void *ctx, const Sdefed__FederatedResult *r, const char *er
         return;
     }
     int err = load_monitor(m, rc->id, &mr, &spec);
-    if (err == 0 && mr.next_period == rc->period_index && strcmp(mr.state, "active") == 0)
-        count_look(m, rc, r, &mr, spec);
+    if (err == 0 && mr.next_period == rc->period_index && strcmp(mr.state, "active") == 0) {
+        if (mr.drift)
+            count_drift_look(m, rc, r, &mr, spec);
+        else
+            count_look(m, rc, r, &mr, spec);
+    }
     else if (err == 0)
         log_info("monitor %s: period %s already counted or monitor stopped", rc->id,
                  rc->period);
@@ -679,6 +1016,24 @@ static void set_last_run(struct monitors *m, const char *id, int64_t ms, const c
     sqlite3_finalize(st);
 }
 
+/* How many runs of `period` ended incomplete (a site offline, timed out
+ * or failed); 0 on a store error. */
+static int64_t incomplete_runs(struct monitors *m, const char *id, const char *period)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = 0;
+    if (sqlite3_prepare_v2(m->db, "SELECT COUNT(*) FROM monitor_runs WHERE monitor = ?1 AND "
+                                  "period = ?2 AND outcome = 'incomplete'", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, period, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
 static void start_run(struct monitors *m, const char *id)
 {
     mon_row mr;
@@ -688,7 +1043,7 @@ static void start_run(struct monitors *m, const char *id)
         return;
     }
     plan pl;
-    plan_init(&pl, spec->surveil);
+    plan_of(&pl, &mr, spec);
     int64_t now = (int64_t)coord_now_ms();
     if (mr.next_period >= pl.n) {
         set_last_run(m, id, now, "done");
@@ -698,7 +1053,19 @@ static void start_run(struct monitors *m, const char *id)
     char from[11], to[11], label[16];
     int64_t end_day;
     plan_period(&pl, mr.next_period, from, to, label, &end_day);
-    if (end_day + spec->surveil->window->end_days >= today_day()) {
+    /* back off after incomplete runs of this period: every re-ask counts
+     * against the answering sites' repeat limit (max_identical) */
+    int64_t k = incomplete_runs(m, id, label);
+    if (k > 0 && mr.last_run_ms + (mr.every_ms << (k < MON_MAX_BACKOFF ? k : MON_MAX_BACKOFF)) > now) {
+        sdefed__query_spec__free_unpacked(spec, NULL);
+        return;
+    }
+    /* a drift look waits for the end of its outcome window too (OMOP outcome) */
+    int64_t follow = !mr.drift ? spec->surveil->window->end_days
+                     : spec->validate->outcome && spec->validate->outcome->window
+                         ? spec->validate->outcome->window->end_days
+                         : 0;
+    if (end_day + follow >= today_day()) {
         /* follow-up not over yet: look again after `every` */
         set_last_run(m, id, now, NULL);
         sdefed__query_spec__free_unpacked(spec, NULL);
@@ -718,16 +1085,18 @@ static void start_run(struct monitors *m, const char *id)
     m->runs = rc;
     set_last_run(m, id, now, NULL);
 
-    char *own_from = spec->surveil->from, *own_to = spec->surveil->to;
-    spec->surveil->from = from;   /* borrowed for the submit; restored below */
-    spec->surveil->to = to;
+    char **pf = mr.drift ? &spec->validate->from : &spec->surveil->from;
+    char **pt = mr.drift ? &spec->validate->to : &spec->surveil->to;
+    char *own_from = *pf, *own_to = *pt;
+    *pf = from;   /* borrowed for the submit; restored below */
+    *pt = to;
     Sdefed__Submit sub = SDEFED__SUBMIT__INIT;
     sub.spec = spec;
     log_info("monitor %s: asking the sites for period %s (%s..%s)", id, label, from, to);
     dispatch_submit_internal(m->co, mr.owner, &sub, run_done, rc);
     /* dispatch copied the spec: give back the unpacked strings before freeing */
-    spec->surveil->from = own_from;
-    spec->surveil->to = own_to;
+    *pf = own_from;
+    *pt = own_to;
     sdefed__query_spec__free_unpacked(spec, NULL);
 }
 
@@ -754,8 +1123,58 @@ static void tick(uv_timer_t *t)
 
 /* ---- lifecycle ---- */
 
+static bool has_column(sqlite3 *db, const char *table, const char *col)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", table);
+    sqlite3_stmt *st = NULL;
+    bool found = false;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK)
+        while (!found && sqlite3_step(st) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 1);
+            found = name && strcmp(name, col) == 0;
+        }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Drift monitors (issue 6 item 3) need columns a store created by an
+ * earlier version lacks: add them (NULL / 'surveil' for existing rows). */
+static int migrate_store(sqlite3 *db)
+{
+    static const struct {
+        const char *table, *col, *decl;
+    } cols[] = {
+        { "monitors", "kind", "TEXT NOT NULL DEFAULT 'surveil'" },
+        { "monitors", "period", "TEXT" },
+        { "monitors", "date_from", "TEXT" },
+        { "monitors", "date_to", "TEXT" },
+        { "monitors", "auc_min", "REAL" },
+        { "monitors", "auc_max", "REAL" },
+        { "monitors", "slope_min", "REAL" },
+        { "monitors", "slope_max", "REAL" },
+        { "monitor_looks", "drift", "TEXT" },
+    };
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        if (has_column(db, cols[i].table, cols[i].col))
+            continue;
+        char sql[160];
+        snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", cols[i].table, cols[i].col,
+                 cols[i].decl);
+        if (db_exec(db, sql) != 0) {
+            log_error("store: cannot add column %s.%s: %s", cols[i].table, cols[i].col,
+                      sqlite3_errmsg(db));
+            return SDF_EDB;
+        }
+        log_info("store: added column %s.%s (drift monitors)", cols[i].table, cols[i].col);
+    }
+    return 0;
+}
+
 int monitors_start(coord *co)
 {
+    if (migrate_store(store_db(co->st)) != 0)
+        return SDF_EDB;
     struct monitors *m = calloc(1, sizeof *m);
     if (!m)
         return SDF_ENOMEM;
@@ -839,8 +1258,9 @@ static json_t *rows_json(sqlite3_stmt *st)
         for (int i = 0; o && i < sqlite3_column_count(st); i++) {
             const char *name = sqlite3_column_name(st, i);
             json_t *v;
-            if (strcmp(name, "spec_json") == 0 || strcmp(name, "sites") == 0 ||
-                strcmp(name, "alert") == 0) {
+            if ((strcmp(name, "spec_json") == 0 || strcmp(name, "sites") == 0 ||
+                 strcmp(name, "alert") == 0 || strcmp(name, "drift") == 0) &&
+                sqlite3_column_type(st, i) != SQLITE_NULL) {
                 v = json_loads((const char *)sqlite3_column_text(st, i), 0, NULL);
                 if (strcmp(name, "spec_json") == 0)
                     name = "spec";
@@ -856,7 +1276,43 @@ static json_t *rows_json(sqlite3_stmt *st)
 
 #define MONITOR_COLS                                                                      \
     "id, owner, created_ms, every_ms, test, expected_rate, alpha, length, threshold, "    \
-    "next_period, state, cum_events AS observed, cum_expected AS expected, cusum, spec_json"
+    "next_period, state, cum_events AS observed, cum_expected AS expected, cusum, "       \
+    "spec_json, kind, period, date_from, date_to, auc_min, auc_max, slope_min, slope_max"
+
+/* Shape a monitor row: a drift monitor gets "band" (its limits, null when
+ * unset), "period", "from", "to" and loses the sequential-test columns; a
+ * surveil monitor loses the drift columns. */
+static void monitor_shape(json_t *o)
+{
+    static const char *const seq[] = { "test", "expected_rate", "alpha", "length", "threshold",
+                                       "observed", "expected", "cusum" };
+    static const char *const drift[] = { "auc_min", "auc_max", "slope_min", "slope_max" };
+    bool is_drift = json_is_string(json_object_get(o, "kind")) &&
+                    strcmp(json_string_value(json_object_get(o, "kind")), "validate") == 0;
+    if (is_drift) {
+        json_t *band = json_object();
+        for (size_t i = 0; band && i < 4; i++)
+            json_object_set(band, drift[i], json_object_get(o, drift[i]));
+        json_object_set_new(o, "band", band ? band : json_null());
+        for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++)
+            json_object_del(o, seq[i]);
+        json_object_set(o, "from", json_object_get(o, "date_from"));
+        json_object_set(o, "to", json_object_get(o, "date_to"));
+    } else {
+        json_object_del(o, "period");
+    }
+    for (size_t i = 0; i < 4; i++)
+        json_object_del(o, drift[i]);
+    json_object_del(o, "date_from");
+    json_object_del(o, "date_to");
+}
+
+static json_t *monitors_shape(json_t *a)
+{
+    for (size_t i = 0; i < json_array_size(a); i++)
+        monitor_shape(json_array_get(a, i));
+    return a;
+}
 
 static json_t *query_json(sqlite3 *db, const char *sql, const char *a1, const char *a2)
 {
@@ -869,6 +1325,154 @@ static json_t *query_json(sqlite3 *db, const char *sql, const char *a1, const ch
     json_t *j = rows_json(st);
     sqlite3_finalize(st);
     return j;
+}
+
+/* "YYYY-MM-DD" -> day number; false when not a real date of 1900..2200. */
+static bool parse_day(const char *s, int64_t *day)
+{
+    if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return false;
+    int64_t y = atoi(s), mo = atoi(s + 5), d = atoi(s + 8);
+    if (y < 1900 || y > 2200 || mo < 1 || mo > 12 || d < 1 || d > mdays(y, mo))
+        return false;
+    *day = days_from_civil(y, mo, d);
+    return true;
+}
+
+static void bind_band(sqlite3_stmt *st, int i, bool has, double v)
+{
+    if (has)
+        sqlite3_bind_double(st, i, v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* `monitor add` of a validate spec: a drift monitor (issue 6 item 3). */
+static void op_add_drift(struct monitors *m, peer *p, uint64_t rid, const Sdefed__MonitorRequest *q)
+{
+    char err[256];
+    const Sdefed__QuerySpec *spec = q->spec;
+#define REFUSE(...)                                                                 \
+    do {                                                                            \
+        snprintf(err, sizeof err, __VA_ARGS__);                                     \
+        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_SPEC, err);                 \
+        return;                                                                     \
+    } while (0)
+    if ((q->test && q->test[0]) || q->expected_rate != 0.0 || q->alpha != 0.0 || q->length != 0.0)
+        REFUSE("monitor add: --test, --expected, --alpha and --length are for surveil monitors");
+    if ((spec->validate->from && spec->validate->from[0]) ||
+        (spec->validate->to && spec->validate->to[0]))
+        REFUSE("monitor add: give the dates with --from/--to, not validate.from/to in the spec");
+    Sdefed__SurveilPeriod period = period_of(q->period);
+    if (period == SDEFED__SURVEIL_PERIOD__PERIOD_ALL)
+        REFUSE("monitor add: --period must be month, quarter or year");
+    int64_t fday = 0, tday = 0;
+    if (!parse_day(q->from, &fday))
+        REFUSE("monitor add: --from must be a date YYYY-MM-DD (years 1900..2200)");
+    bool has_to = q->to && q->to[0];
+    if (has_to && !parse_day(q->to, &tday))
+        REFUSE("monitor add: --to must be a date YYYY-MM-DD (years 1900..2200)");
+    if (has_to && tday < fday)
+        REFUSE("monitor add: --to is before --from");
+    if (q->every_ms < MON_MIN_EVERY_MS || q->every_ms > MON_MAX_EVERY_MS)
+        REFUSE("monitor add: --every must be between 100 ms and 366 days");
+    monitor_band b = { .has_auc_min = q->has_auc_min, .has_auc_max = q->has_auc_max,
+                       .has_slope_min = q->has_slope_min, .has_slope_max = q->has_slope_max,
+                       .auc_min = q->auc_min, .auc_max = q->auc_max,
+                       .slope_min = q->slope_min, .slope_max = q->slope_max };
+    if (!auc_band_set(&b) && !slope_band_set(&b))
+        REFUSE("monitor add: a drift monitor needs at least one of --auc-min, --auc-max, "
+               "--slope-min, --slope-max");
+    if ((b.has_auc_min && !(b.auc_min >= 0.0 && b.auc_min <= 1.0)) ||
+        (b.has_auc_max && !(b.auc_max >= 0.0 && b.auc_max <= 1.0)))
+        REFUSE("monitor add: AUC limits must be in [0, 1]");
+    if ((b.has_slope_min && !(fabs(b.slope_min) <= 100.0)) ||
+        (b.has_slope_max && !(fabs(b.slope_max) <= 100.0)))
+        REFUSE("monitor add: calibration slope limits must be in [-100, 100]");
+    if (b.has_auc_min && b.has_auc_max && b.auc_min > b.auc_max)
+        REFUSE("monitor add: --auc-min is above --auc-max");
+    if (b.has_slope_min && b.has_slope_max && b.slope_min > b.slope_max)
+        REFUSE("monitor add: --slope-min is above --slope-max");
+#undef REFUSE
+    plan pl;
+    plan_init(&pl, period, q->from, has_to ? q->to : "");
+    if (pl.n > SPEC_SURVEIL_MAX_PERIODS) {
+        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_SPEC,
+                        "monitor add: more than 600 periods between --from and --to");
+        return;
+    }
+    sqlite3_stmt *st = NULL;
+    int64_t count = MON_MAX_MONITORS;
+    if (sqlite3_prepare_v2(m->db, "SELECT COUNT(*) FROM monitors", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        count = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (count >= MON_MAX_MONITORS) {
+        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_UNAVAILABLE, "too many monitors");
+        return;
+    }
+    unsigned char rnd[4] = { 0 };
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        log_warn("RAND_bytes failed; monitor id less random");
+    char id[32];
+    snprintf(id, sizeof id, "m-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    size_t len = sdefed__query_spec__get_packed_size(spec);
+    uint8_t *blob = malloc(len ? len : 1);
+    json_t *sj = spec_to_json(spec);
+    char *stext = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
+    json_decref(sj);
+    if (!blob || !stext) {
+        free(blob);
+        free(stext);
+        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return;
+    }
+    sdefed__query_spec__pack(spec, blob);
+    int rc = SDF_EDB;
+    if (sqlite3_prepare_v2(m->db,
+                           "INSERT INTO monitors (id, owner, created_ms, spec, spec_json, "
+                           "every_ms, test, expected_rate, alpha, length, threshold, kind, "
+                           "period, date_from, date_to, auc_min, auc_max, slope_min, slope_max) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'band', 0, 0, 0, 0, 'validate', ?7, "
+                           "?8, ?9, ?10, ?11, ?12, ?13)", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, p->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)coord_now_ms());
+        sqlite3_bind_blob(st, 4, blob, (int)len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, stext, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)q->every_ms);
+        sqlite3_bind_text(st, 7, q->period, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 8, q->from, -1, SQLITE_STATIC);
+        if (has_to)
+            sqlite3_bind_text(st, 9, q->to, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 9);
+        bind_band(st, 10, b.has_auc_min, b.auc_min);
+        bind_band(st, 11, b.has_auc_max, b.auc_max);
+        bind_band(st, 12, b.has_slope_min, b.slope_min);
+        bind_band(st, 13, b.has_slope_max, b.slope_max);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SDF_EDB;
+    }
+    sqlite3_finalize(st);
+    free(blob);
+    free(stext);
+    if (rc != 0) {
+        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_INTERNAL, "cannot store the monitor");
+        return;
+    }
+    log_info("monitor %s added by %s: drift of a validate spec every %" PRIu64 " ms, by %s "
+             "from %s%s%s, %" PRId64 " periods", id, p->id, q->every_ms, q->period, q->from,
+             has_to ? " to " : "", has_to ? q->to : "", pl.n);
+    json_t *j = query_json(m->db, "SELECT " MONITOR_COLS " FROM monitors WHERE id = ?1", id, NULL);
+    json_t *one = j ? json_incref(json_array_get(j, 0)) : NULL;
+    json_decref(j);
+    if (one)
+        monitor_shape(one);
+    reply_json(p, rid, one);
 }
 
 static void op_add(struct monitors *m, peer *p, uint64_t rid, const Sdefed__MonitorRequest *q)
@@ -887,8 +1491,16 @@ static void op_add(struct monitors *m, peer *p, uint64_t rid, const Sdefed__Moni
         peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_SPEC, err);
         return;
     }
+    if (spec->kind == SDEFED__QUERY_KIND__KIND_VALIDATE) {
+        op_add_drift(m, p, rid, q);
+        return;
+    }
     if (spec->kind != SDEFED__QUERY_KIND__KIND_SURVEIL)
-        REFUSE("monitor add: the spec must be of kind surveil");
+        REFUSE("monitor add: the spec must be of kind surveil or validate");
+    if ((q->period && q->period[0]) || (q->from && q->from[0]) || (q->to && q->to[0]) ||
+        q->has_auc_min || q->has_auc_max || q->has_slope_min || q->has_slope_max)
+        REFUSE("monitor add: --period, --from, --to and the band limits are for validate "
+               "(drift) monitors");
     if (spec->surveil->period == SDEFED__SURVEIL_PERIOD__PERIOD_ALL)
         REFUSE("monitor add: period must be month, quarter or year");
     if (q->every_ms < MON_MIN_EVERY_MS || q->every_ms > MON_MAX_EVERY_MS)
@@ -908,7 +1520,7 @@ static void op_add(struct monitors *m, peer *p, uint64_t rid, const Sdefed__Moni
         REFUSE("monitor add: --length must be 0..1000 expected events");
 #undef REFUSE
     plan pl;
-    plan_init(&pl, spec->surveil);
+    plan_init(&pl, spec->surveil->period, spec->surveil->from, spec->surveil->to);
     double threshold;
     int rc = strcmp(test, "cusum") == 0
                  ? seq_cusum_h(alpha, length, (unsigned)pl.n, MON_CUSUM_RR, MON_CUSUM_RUNS,
@@ -979,6 +1591,8 @@ static void op_add(struct monitors *m, peer *p, uint64_t rid, const Sdefed__Moni
     json_t *j = query_json(m->db, "SELECT " MONITOR_COLS " FROM monitors WHERE id = ?1", id, NULL);
     json_t *one = j ? json_incref(json_array_get(j, 0)) : NULL;
     json_decref(j);
+    if (one)
+        monitor_shape(one);
     reply_json(p, rid, one);
 }
 
@@ -1001,12 +1615,13 @@ void monitors_request(coord *co, peer *p, uint64_t rid, const Sdefed__MonitorReq
         return;
     }
     if (strcmp(op, "list") == 0) {
-        reply_json(p, rid, query_json(m->db,
+        reply_json(p, rid, monitors_shape(query_json(m->db,
                                       "SELECT " MONITOR_COLS ", (SELECT COUNT(*) FROM "
-                                      "monitor_looks l WHERE l.monitor = id) AS looks, "
-                                      "(SELECT COUNT(*) FROM alerts a WHERE a.monitor = id) "
+                                      "monitor_looks l WHERE l.monitor = monitors.id) AS "
+                                      "looks, (SELECT COUNT(*) FROM alerts a WHERE a.monitor "
+                                      "= monitors.id) "
                                       "AS alerts FROM monitors WHERE owner = ?1 ORDER BY "
-                                      "created_ms, id", p->id, NULL));
+                                      "created_ms, id", p->id, NULL)));
         return;
     }
     if (strcmp(op, "alerts") == 0) {
@@ -1054,11 +1669,19 @@ void monitors_request(coord *co, peer *p, uint64_t rid, const Sdefed__MonitorReq
         }
         json_t *o = json_incref(json_array_get(mon, 0));
         json_decref(mon);
+        monitor_shape(o);
+        bool is_drift = json_object_get(o, "band") != NULL;
         json_object_set_new(o, "looks",
-                            query_json(m->db, "SELECT period_index, period, run_ms, query_id, "
-                                              "events, person_days, expected, statistic, "
-                                              "signal, partial, sites FROM monitor_looks WHERE "
-                                              "monitor = ?1 ORDER BY period_index", id, NULL));
+                            query_json(m->db,
+                                       is_drift ? "SELECT period_index, period, run_ms, query_id, "
+                                                  "signal, partial, sites, drift FROM "
+                                                  "monitor_looks WHERE monitor = ?1 ORDER BY "
+                                                  "period_index"
+                                                : "SELECT period_index, period, run_ms, query_id, "
+                                                  "events, person_days, expected, statistic, "
+                                                  "signal, partial, sites FROM monitor_looks "
+                                                  "WHERE monitor = ?1 ORDER BY period_index",
+                                       id, NULL));
         json_object_set_new(o, "runs",
                             query_json(m->db, "SELECT run_ms, period, query_id, outcome FROM "
                                               "monitor_runs WHERE monitor = ?1 ORDER BY rowid",

@@ -9,7 +9,10 @@
  * LLR >= CV (and C >= 1). The critical value is that of the CONTINUOUS
  * MaxSPRT with surveillance length T (expected events under H0): computed
  * exactly (seq_maxsprt_cv, Kulldorff's Poisson-process recursion) for
- * given alpha and T. Looking only at period ends can signal no more often
+ * given alpha and T; it reproduces the published continuous-MaxSPRT values
+ * of the authors' R package Sequential (CV.Poisson, alpha 0.05, M = 1,
+ * T = 1..200) to 1e-6 (tests/unit/coordinator/test_seqtest.c). Looking
+ * only at period ends can signal no more often
  * than continuous monitoring, so the false alarm rate stays <= alpha.
  *
  * Poisson CUSUM (Lucas 1985) against relative risk rr > 1: S_0 = 0,

@@ -2,6 +2,9 @@
  *
  *   sdefed [--config FILE] monitor add SPEC.json --every DURATION
  *          [--test maxsprt|cusum] [--expected RATE] [--alpha 0.05] [--length EVENTS]
+ *   sdefed [--config FILE] monitor add VALIDATE_SPEC.json --every DURATION
+ *          --period month|quarter|year --from YYYY-MM-DD [--to YYYY-MM-DD]
+ *          [--auc-min X] [--auc-max X] [--slope-min X] [--slope-max X]   (drift)
  *   sdefed [--config FILE] monitor list
  *   sdefed [--config FILE] monitor show ID
  *   sdefed [--config FILE] monitor rm ID
@@ -50,6 +53,9 @@ static void musage(FILE *f)
     fprintf(f, "usage: sdefed [--config FILE] monitor add SPEC.json --every DURATION\n"
                "                 [--test maxsprt|cusum] [--expected RATE] [--alpha A] "
                "[--length EVENTS]\n"
+               "       sdefed [--config FILE] monitor add VALIDATE_SPEC.json --every DURATION\n"
+               "                 --period month|quarter|year --from DATE [--to DATE]\n"
+               "                 [--auc-min X] [--auc-max X] [--slope-min X] [--slope-max X]\n"
                "       sdefed [--config FILE] monitor list | show ID | rm ID\n"
                "       sdefed [--config FILE] alerts\n"
                "DURATION: number with unit ms, s, m, h or d (default s); RATE: events per "
@@ -204,6 +210,82 @@ static void look_sites_text(json_t *look)
     json_object_set_new(look, "site_series", json_string(buf));
 }
 
+/* "auc>=0.7 slope 0.8..1.2": a drift monitor's band, as member band_text. */
+static void band_text(json_t *mon)
+{
+    json_t *b = json_object_get(mon, "band");
+    if (!json_is_object(b))
+        return;
+    char buf[CELL] = "";
+    static const char *const names[] = { "auc", "slope" };
+    for (int k = 0; k < 2; k++) {
+        char lo_key[16], hi_key[16];
+        snprintf(lo_key, sizeof lo_key, "%s_min", names[k]);
+        snprintf(hi_key, sizeof hi_key, "%s_max", names[k]);
+        json_t *lo = json_object_get(b, lo_key), *hi = json_object_get(b, hi_key);
+        bool hl = json_is_number(lo), hh = json_is_number(hi);
+        size_t l = strlen(buf);
+        if (hl && hh)
+            snprintf(buf + l, sizeof buf - l, "%s%s %g..%g", l ? " " : "", names[k],
+                     json_number_value(lo), json_number_value(hi));
+        else if (hl)
+            snprintf(buf + l, sizeof buf - l, "%s%s>=%g", l ? " " : "", names[k],
+                     json_number_value(lo));
+        else if (hh)
+            snprintf(buf + l, sizeof buf - l, "%s%s<=%g", l ? " " : "", names[k],
+                     json_number_value(hi));
+    }
+    json_object_set_new(mon, "band_text", json_string(buf));
+}
+
+static double num_or_nan(json_t *v)
+{
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* Flatten a drift look for the table: auc, auc_ci, cal_slope, out_of_band
+ * and "a=0.81/0.97 b=-": each site's AUC / calibration slope. */
+static void drift_look_text(json_t *look)
+{
+    json_t *d = json_object_get(look, "drift");
+    json_t *pooled = json_object_get(d, "pooled");
+    char buf[CELL * 2] = "";
+    json_object_set(look, "auc", json_object_get(pooled, "auc"));
+    json_object_set(look, "cal_slope", json_object_get(pooled, "cal_slope"));
+    double lo = num_or_nan(json_object_get(pooled, "auc_lo"));
+    double hi = num_or_nan(json_object_get(pooled, "auc_hi"));
+    if (isfinite(lo) && isfinite(hi)) {
+        snprintf(buf, sizeof buf, "%.3f-%.3f", lo, hi);
+        json_object_set_new(look, "auc_ci", json_string(buf));
+    }
+    buf[0] = '\0';
+    json_t *out = json_object_get(d, "out_of_band");
+    for (size_t i = 0; i < json_array_size(out); i++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, sizeof buf - l, "%s%s", l ? "," : "",
+                 json_string_value(json_array_get(out, i)));
+    }
+    json_object_set_new(look, "out_of_band", json_string(buf));
+    buf[0] = '\0';
+    json_t *sites = json_object_get(d, "sites");
+    for (size_t i = 0; i < json_array_size(sites); i++) {
+        json_t *s = json_array_get(sites, i);
+        size_t l = strlen(buf);
+        double a = num_or_nan(json_object_get(s, "auc"));
+        double c = num_or_nan(json_object_get(s, "cal_slope"));
+        const char *name = json_string_value(json_object_get(s, "site"));
+        if (!json_is_true(json_object_get(s, "released")))
+            snprintf(buf + l, sizeof buf - l, "%s%s=%s", l ? " " : "", name ? name : "?",
+                     json_string_value(json_object_get(s, "status")));
+        else if (isfinite(c))
+            snprintf(buf + l, sizeof buf - l, "%s%s=%.3f/%.2f", l ? " " : "", name ? name : "?",
+                     a, c);
+        else
+            snprintf(buf + l, sizeof buf - l, "%s%s=%.3f/-", l ? " " : "", name ? name : "?", a);
+    }
+    json_object_set_new(look, "site_series", json_string(buf));
+}
+
 static int render(const char *op, const char *text, out_format fmt)
 {
     json_error_t je;
@@ -220,15 +302,37 @@ static int render(const char *op, const char *text, out_format fmt)
     }
     bool csv = fmt == OUT_CSV;
     if (strcmp(op, "list") == 0) {
-        static const char *const k[] = { "id", "state", "test", "every_ms", "next_period",
-                                         "looks", "alerts", "observed", "expected",
-                                         "threshold" };
-        print_rows(j, k, 10, csv);
+        for (size_t i = 0; i < json_array_size(j); i++)
+            band_text(json_array_get(j, i));
+        static const char *const k[] = { "id", "kind", "state", "test", "every_ms",
+                                         "next_period", "looks", "alerts", "observed",
+                                         "expected", "threshold", "band_text" };
+        print_rows(j, k, 12, csv);
     } else if (strcmp(op, "alerts") == 0) {
         static const char *const k[] = { "id", "alert.monitor", "alert.period", "alert.sites",
-                                         "alert.test", "alert.statistic", "alert.threshold",
-                                         "alert.observed", "alert.expected" };
-        print_rows(j, k, 9, csv);
+                                         "alert.test", "alert.metric", "alert.statistic",
+                                         "alert.threshold", "alert.observed", "alert.expected" };
+        print_rows(j, k, 10, csv);
+    } else if (strcmp(op, "show") == 0 && json_object_get(j, "band")) {
+        /* a drift monitor: pooled AUC (CI) and calibration slope per period */
+        band_text(j);
+        json_t *looks = json_object_get(j, "looks");
+        for (size_t i = 0; i < json_array_size(looks); i++)
+            drift_look_text(json_array_get(looks, i));
+        if (!csv) {
+            char a[CELL], b[CELL];
+            text_of(json_object_get(j, "state"), a, sizeof a);
+            text_of(json_object_get(j, "band_text"), b, sizeof b);
+            printf("monitor %s: %s, drift by %s, band %s\n",
+                   json_string_value(json_object_get(j, "id")), a,
+                   json_string_value(json_object_get(j, "period")), b);
+        }
+        static const char *const k[] = { "period", "auc", "auc_ci", "cal_slope", "signal",
+                                          "out_of_band", "partial", "site_series" };
+        print_rows(looks, k, 8, csv);
+        if (!csv && json_array_size(json_object_get(j, "alerts")) > 0)
+            printf("%zu alert(s): see 'sdefed alerts'\n",
+                   json_array_size(json_object_get(j, "alerts")));
     } else if (strcmp(op, "show") == 0) {
         json_t *looks = json_object_get(j, "looks");
         for (size_t i = 0; i < json_array_size(looks); i++)
@@ -249,6 +353,12 @@ static int render(const char *op, const char *text, out_format fmt)
         if (!csv && json_array_size(json_object_get(j, "alerts")) > 0)
             printf("%zu alert(s): see 'sdefed alerts'\n",
                    json_array_size(json_object_get(j, "alerts")));
+    } else if (strcmp(op, "add") == 0 && json_object_get(j, "band")) {
+        band_text(j);
+        printf("monitor %s added (drift by %s, band %s)\n",
+               json_string_value(json_object_get(j, "id")),
+               json_string_value(json_object_get(j, "period")),
+               json_string_value(json_object_get(j, "band_text")));
     } else if (strcmp(op, "add") == 0) {
         char c[CELL];
         text_of(json_object_get(j, "threshold"), c, sizeof c);
@@ -269,7 +379,10 @@ int monitor_main(int argc, char **argv)
         { "every", required_argument, NULL, 'e' },   { "test", required_argument, NULL, 'T' },
         { "expected", required_argument, NULL, 'x' }, { "alpha", required_argument, NULL, 'a' },
         { "length", required_argument, NULL, 'l' },  { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        { "period", required_argument, NULL, 'P' },  { "from", required_argument, NULL, 'F' },
+        { "to", required_argument, NULL, 'U' },      { "auc-min", required_argument, NULL, '1' },
+        { "auc-max", required_argument, NULL, '2' }, { "slope-min", required_argument, NULL, '3' },
+        { "slope-max", required_argument, NULL, '4' }, { NULL, 0, NULL, 0 },
     };
     const char *config_path = getenv("SDEFED_CONF");
     out_format fmt = OUT_TABLE;
@@ -310,6 +423,23 @@ int monitor_main(int argc, char **argv)
             if (errno || *end || !(mr.length > 0.0) || mr.length > 1000.0)
                 return mdie("--length: expected 0..1000 expected events"), 2;
             break;
+        case 'P': mr.period = optarg; break;
+        case 'F': mr.from = optarg; break;
+        case 'U': mr.to = optarg; break;
+        case '1': case '2': case '3': case '4': {
+            static const char *const names[] = { "--auc-min", "--auc-max", "--slope-min",
+                                                 "--slope-max" };
+            errno = 0;
+            double v = strtod(optarg, &end);
+            if (errno || *end || end == optarg || !isfinite(v))
+                return mdie("%s: expected a number", names[ch - '1']), 2;
+            double *dst[] = { &mr.auc_min, &mr.auc_max, &mr.slope_min, &mr.slope_max };
+            protobuf_c_boolean *has[] = { &mr.has_auc_min, &mr.has_auc_max, &mr.has_slope_min,
+                                          &mr.has_slope_max };
+            *dst[ch - '1'] = v;
+            *has[ch - '1'] = 1;
+            break;
+        }
         case 'h': musage(stdout); return 0;
         default: musage(stderr); return 2;
         }
@@ -342,9 +472,21 @@ int monitor_main(int argc, char **argv)
             free(text);
             if (rc != 0)
                 return mdie("%s: %s", args[1], err);
-            if (spec->kind != SDEFED__QUERY_KIND__KIND_SURVEIL) {
+            if (spec->kind == SDEFED__QUERY_KIND__KIND_VALIDATE) {
+                const char *miss = !mr.period ? "--period month|quarter|year"
+                                   : !mr.from ? "--from YYYY-MM-DD"
+                                   : !(mr.has_auc_min || mr.has_auc_max || mr.has_slope_min ||
+                                       mr.has_slope_max)
+                                       ? "at least one of --auc-min, --auc-max, --slope-min, "
+                                         "--slope-max"
+                                       : NULL;
+                if (miss) {
+                    sdefed__query_spec__free_unpacked(spec, NULL);
+                    return mdie("monitor add: a drift monitor (validate spec) needs %s", miss), 2;
+                }
+            } else if (spec->kind != SDEFED__QUERY_KIND__KIND_SURVEIL) {
                 sdefed__query_spec__free_unpacked(spec, NULL);
-                return mdie("%s: a monitor needs a spec of kind surveil", args[1]);
+                return mdie("%s: a monitor needs a spec of kind surveil or validate", args[1]);
             }
             mr.spec = spec;
         } else {

@@ -211,7 +211,18 @@ deb: $(BINS)
 # across 8 agents. Needs ~30 GB of disk; see tests/bench/README.md.
 bench: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory bench-differencing
 	@BUILD=$(BUILD) python3 tests/bench/run.py
+
+# Disk, memory and time of the differencing store vs the count query
+# (issue 4; about a minute; BENCH_DIFF_MAX caps kept x persons).
+.PHONY: bench-differencing
+$(BUILD)/tests/bench/differencing: tests/bench/differencing.c $(LIBAGENT) $(LIBSDEFED) $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBAGENT) $(LIBSDEFED) $(LDLIBS)
+bench-differencing: $(BUILD)/tests/bench/differencing
+	@mkdir -p $(BUILD)/bench
+	@$(BUILD)/tests/bench/differencing $(BUILD)/bench/differencing.json
 
 clean:
 	rm -rf $(BUILD)

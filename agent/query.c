@@ -275,11 +275,15 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
         err = SDF_EREFUSED;
         goto done;
     }
-    /* Statistics have no noise mechanism yet: under DP they would leave
-     * without the guarantee the project was promised, so refuse them. */
-    if (spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY && policy.dp_epsilon > 0.0) {
+    /* Under DP a statistic's noise is scaled to the range one person can
+     * move it by, so a measurement summary must say that range (age has a
+     * natural one); refuse before any data or budget is touched. */
+    if (spec->kind == SDEFED__QUERY_KIND__KIND_SUMMARY && policy.dp_epsilon > 0.0 &&
+        spec->summary && !spec->summary->clamp &&
+        spec->summary->of != SDEFED__SUMMARY_OF__SUMMARY_AGE) {
         snprintf(reason, sizeof reason,
-                 "summary: not available with differential privacy (counts only)");
+                 "summary.clamp: required under differential privacy (the range every value "
+                 "is clamped to bounds one person's influence)");
         err = SDF_EREFUSED;
         goto done;
     }

@@ -9,7 +9,9 @@
  * n through disc_count, mean, sd and histogram quantiles under the
  * small-n and dominance rules, never min or max — becomes a Summary. Every
  * stratum of the full grid gets a Summary, so a missing stratum never
- * reveals anything.
+ * reveals anything. With `summary.clamp` every value is clamped to it
+ * first; under differential privacy disc_stats_noised() releases a noised
+ * n, mean and sd instead (issue 4).
  */
 #include "query_summary.h"
 
@@ -23,6 +25,11 @@
 #include "disclosure/stats.h"
 #include "query_cohort.h"
 #include "sdefed/log.h"
+
+/* The range age is clamped to under differential privacy, when the spec
+ * gives none (whole years at index). */
+#define SUMMARY_AGE_MIN 0.0
+#define SUMMARY_AGE_MAX 120.0
 
 /* Most values one query may hold in memory (8 bytes each). */
 #define SUMMARY_MAX_VALUES ((size_t)20000000)
@@ -220,10 +227,21 @@ int query_summary_run(query_ctx *q, const agent_dataset *ds, const Sdefed__Query
         err = SDF_ENOMEM;
         goto out;
     }
+    /* clamp.min/max, or age's natural range under DP (issue 4) */
+    const Sdefed__ValueRange *cr = spec->summary->clamp;
+    double lo = cr ? cr->min : SUMMARY_AGE_MIN, hi = cr ? cr->max : SUMMARY_AGE_MAX;
     for (n_out = 0; n_out < cp.n_cells; n_out++) {
         disc_summary dsum;
         vec *v = &c.cells[n_out];
-        if ((err = disc_stats(q->policy, v->v, v->n, &dsum, &q->rules)))
+        if (cr)
+            for (size_t i = 0; i < v->n; i++)
+                v->v[i] = v->v[i] < lo ? lo : v->v[i] > hi ? hi : v->v[i];
+        if (q->noise_key)
+            err = disc_stats_noised(q->policy, v->v, v->n, lo, hi, q->noise_key,
+                                    (uint64_t)n_out * 4u, &dsum, &q->rules);
+        else
+            err = disc_stats(q->policy, v->v, v->n, &dsum, &q->rules);
+        if (err)
             goto out;
         out[n_out] = summary_make(&cp, n_out, &dsum);
         if (!out[n_out]) {

@@ -24,7 +24,10 @@
  * (disc_dominated, the policy's n/k rule), and otherwise released rounded
  * to the policy's rounding base (like a count, so it cannot be used to
  * difference out one person's days). Rates and rate ratios are computed
- * only from released numbers and withheld when any input was.
+ * only from released numbers and withheld when any input was. Both arms'
+ * persons go to the differencing guard (the comparator's after a
+ * DISC_COHORT_SEPARATOR), which checks each against the kept cohorts and
+ * the two against each other.
  */
 #include "query_surveil.h"
 
@@ -36,6 +39,7 @@
 #include <string.h>
 
 #include "disclosure/disclosure.h"
+#include "disclosure/guard.h"
 #include "disclosure/stats.h"
 #include "query_cohort.h"
 #include "sdefed/log.h"
@@ -182,9 +186,9 @@ typedef struct acc {
     bool p_obs_null, p_death_null, p_out_null, p_g_null, p_yob_null;
     touch *touched;
     size_t n_touched, cap_touched;
-    /* the exposure arm's distinct persons, for the differencing guard
-     * (issue 4): two surveil queries whose exposed populations differ by
-     * one person must not both be answered */
+    /* the arm's distinct persons, for the differencing guard (issue 4):
+     * two surveil queries whose exposed (or comparator) populations
+     * differ by one person must not both be answered */
     query_ctx *collect;
 } acc;
 
@@ -569,6 +573,12 @@ static int run_arm(query_ctx *q, db_conn *db, const agent_dataset *ds,
         free(q->persons);
         q->persons = NULL;
         q->n_persons = 0;
+        a->collect = q;
+    } else if (q->want_persons && exposure == sv->comparator) {
+        /* issue 4: the comparator arm is released too, so it is checked
+         * as a second cohort: appended after a separator (guard.h) */
+        if ((err = person_add(q, DISC_COHORT_SEPARATOR)))
+            goto out;
         a->collect = q;
     }
     if (pd->n == 0 || cp->n_cells > COHORT_MAX_CELLS / pd->n) {

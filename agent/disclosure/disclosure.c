@@ -261,6 +261,30 @@ static double unit_open(const unsigned char *b)
     return ((double)x + 0.5) / 4503599627370496.0;  /* 2^52 */
 }
 
+/* HMAC-SHA256(key, big-endian index): the randomness behind one noise draw. */
+static int noise_mac(const unsigned char key[32], uint64_t index, unsigned char mac[32])
+{
+    unsigned char msg[8], buf[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    for (int i = 0; i < 8; i++)
+        msg[i] = (unsigned char)(index >> (56 - 8 * i));
+    if (!HMAC(EVP_sha256(), key, 32, msg, sizeof msg, buf, &maclen) || maclen < 32)
+        return -1;
+    memcpy(mac, buf, 32);
+    return 0;
+}
+
+double disc_laplace_noise(const unsigned char key[32], uint64_t index, double b)
+{
+    unsigned char mac[32];
+    if (!(b > 0.0) || !isfinite(b) || noise_mac(key, index, mac) != 0)
+        return 0.0;
+    /* u in (-1/2, 1/2): noise = -b sgn(u) ln(1 - 2|u|) */
+    double u = unit_open(mac) - 0.5;
+    double a = fabs(u);
+    return (u < 0 ? b : -b) * log1p(-2.0 * a);
+}
+
 int64_t disc_geometric_noise(const unsigned char key[32], uint64_t index, double epsilon,
                              double sensitivity)
 {

@@ -122,6 +122,11 @@ int disc_rule_names(unsigned rules, const char **out, int max);
 int64_t disc_geometric_noise(const unsigned char key[32], uint64_t index, double epsilon,
                              double sensitivity);
 
+/* Continuous Laplace noise with scale b (> 0), drawn from key+index the
+ * same way (inverse CDF of a uniform derived by HMAC). For sums under DP:
+ * a sum of sensitivity D gets scale D / epsilon. Returns 0 for b <= 0. */
+double disc_laplace_noise(const unsigned char key[32], uint64_t index, double b);
+
 /* A count released under differential privacy: true + noise, then clamped
  * at 0 and rounded like any count (rounding is post-processing and costs no
  * epsilon). Status DISC_NOISED; no small-count suppression (the noise

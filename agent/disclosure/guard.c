@@ -243,10 +243,21 @@ int disc_guard_cohort(disc_guard *g, const disc_policy *pol, const Sdefed__Query
     if (!g->active || !pol->differencing)
         return 0;
     const char *project = req->spec && req->spec->project ? req->spec->project : "";
+    const int64_t *sets[DISC_MAX_SETS];
+    size_t ns[DISC_MAX_SETS], n_sets = 0, start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && persons[i] != DISC_COHORT_SEPARATOR)
+            continue;
+        if (n_sets == DISC_MAX_SETS)
+            return SDF_EINVAL;
+        sets[n_sets] = persons ? persons + start : persons;
+        ns[n_sets++] = i - start;
+        start = i + 1;
+    }
     bool refused = false;
-    int err = disc_ledger_cohort(g->ledger, who(req->requester), project, persons, n,
-                                 pol->min_cell, now_seconds(), pol->differencing_days * 86400,
-                                 pol->differencing_keep, &refused);
+    int err = disc_ledger_cohorts(g->ledger, who(req->requester), project, sets, ns, n_sets,
+                                  pol->min_cell, now_seconds(), pol->differencing_days * 86400,
+                                  pol->differencing_keep, NULL, &refused);
     if (err) {
         g->ledger_failed = true;
         return err;

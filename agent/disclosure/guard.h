@@ -59,8 +59,15 @@ int disc_guard_begin(disc_guard *g, const agent_config *cfg, const Sdefed__Query
                      size_t reason_len) SDF_MUSTCHECK;
 
 /* Differencing check and record for the cohort just computed (distinct
- * ids, ascending). Returns 0, SDF_EREFUSED ("differencing: ..."), or an
+ * ids, ascending). A result that releases several cohorts (a surveil
+ * query's exposure and comparator arms) passes them all in one array,
+ * each ascending, separated by DISC_COHORT_SEPARATOR (at most
+ * DISC_MAX_SETS cohorts): each is checked against the kept cohorts and
+ * against the others, and all are recorded, or none. Returns 0,
+ * SDF_EREFUSED ("differencing: ..."), SDF_EINVAL (too many cohorts) or an
  * error. No-op when the guard is inactive or differencing is off. */
+#define DISC_COHORT_SEPARATOR INT64_C(-1)
+
 int disc_guard_cohort(disc_guard *g, const disc_policy *pol, const Sdefed__QueryRequest *req,
                       const int64_t *persons, size_t n, char *reason,
                       size_t reason_len) SDF_MUSTCHECK;

@@ -96,7 +96,16 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS repeats_rq ON repeats(requester, qhash, at);"
     "CREATE TABLE IF NOT EXISTS cohorts(id INTEGER PRIMARY KEY, owner_kind INTEGER NOT NULL,"
     " owner TEXT NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, persons BLOB NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS cohorts_owner ON cohorts(owner_kind, owner, at);"
+    /* (owner_kind, owner, at, n): covers a check's filter, so a check does
+     * not read the cohorts' rows (whose person lists overflow into other
+     * pages) except those it decodes; replaces the older cohorts_owner */
+    "CREATE INDEX IF NOT EXISTS cohorts_owner_n ON cohorts(owner_kind, owner, at, n);"
+    "DROP INDEX IF EXISTS cohorts_owner;"
+    /* a cohort's sketch, apart from its persons: a check reads every kept
+     * sketch but few person lists, and a column stored after a large blob
+     * can only be reached through the blob's overflow pages. A cohort
+     * without one (kept before sketches existed) is always decoded. */
+    "CREATE TABLE IF NOT EXISTS cohort_sketches(id INTEGER PRIMARY KEY, sketch BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS dp_ledger(project TEXT PRIMARY KEY, spent REAL NOT NULL);";
 
 int disc_ledger_open(const char *state_dir, disc_ledger **out)
@@ -298,61 +307,144 @@ int64_t disc_personset_symdiff(const int64_t *ids, size_t n, const unsigned char
     return diff < cap ? diff : cap;
 }
 
+/* ---- sketches: a cheap, exact lower bound on a symmetric difference ---- */
+
+static uint32_t sketch_bucket(int64_t id)
+{
+    uint64_t z = (uint64_t)id + 0x9e3779b97f4a7c15ULL;   /* splitmix64 finaliser */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (uint32_t)(z % DISC_SKETCH_BUCKETS);
+}
+
+void disc_personset_sketch(const int64_t *ids, size_t n, unsigned char out[DISC_SKETCH_BYTES])
+{
+    uint32_t cnt[DISC_SKETCH_BUCKETS] = { 0 };
+    for (size_t i = 0; i < n; i++)
+        cnt[sketch_bucket(ids[i])]++;
+    for (size_t b = 0; b < DISC_SKETCH_BUCKETS; b++) {   /* little-endian on disk */
+        out[4 * b] = (unsigned char)cnt[b];
+        out[4 * b + 1] = (unsigned char)(cnt[b] >> 8);
+        out[4 * b + 2] = (unsigned char)(cnt[b] >> 16);
+        out[4 * b + 3] = (unsigned char)(cnt[b] >> 24);
+    }
+}
+
+int64_t disc_sketch_lower_bound(const unsigned char a[DISC_SKETCH_BYTES],
+                                const unsigned char b[DISC_SKETCH_BYTES])
+{
+    int64_t sum = 0;
+    for (size_t k = 0; k < DISC_SKETCH_BUCKETS; k++) {
+        int64_t x = (int64_t)a[4 * k] | (int64_t)a[4 * k + 1] << 8 | (int64_t)a[4 * k + 2] << 16 |
+                    (int64_t)a[4 * k + 3] << 24;
+        int64_t y = (int64_t)b[4 * k] | (int64_t)b[4 * k + 1] << 8 | (int64_t)b[4 * k + 2] << 16 |
+                    (int64_t)b[4 * k + 3] << 24;
+        sum += x > y ? x - y : y - x;
+    }
+    return sum;
+}
+
 /* ---- differencing ------------------------------------------------------------------- */
 
 enum { OWNER_REQUESTER = 1, OWNER_PROJECT = 2 };
 
+/* Drop owner's cohorts that are too old or beyond the newest `keep`
+ * (newest = largest (at, id)). The keep-th newest row is found once in the
+ * owner's index; the deletes then touch only the rows they drop, not the
+ * whole list (which would cost O(keep) row reads per query). */
 static int trim(disc_ledger *l, int kind, const char *owner, int64_t keep, int64_t cutoff)
 {
     sqlite3_stmt *st = NULL;
+    int64_t b_at = INT64_MIN, b_id = 0;
     if (sqlite3_prepare_v2(l->db,
-                           "DELETE FROM cohorts WHERE owner_kind = ?1 AND owner = ?2 AND "
-                           "(at <= ?3 OR id NOT IN (SELECT id FROM cohorts WHERE owner_kind = ?1 "
-                           "AND owner = ?2 ORDER BY at DESC, id DESC LIMIT ?4))",
+                           "SELECT at, id FROM cohorts WHERE owner_kind = ?1 AND owner = ?2 "
+                           "ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?3",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite3_finalize(st);
         return SDF_EDB;
     }
     sqlite3_bind_int(st, 1, kind);
     sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, cutoff);
-    sqlite3_bind_int64(st, 4, keep);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SDF_EDB;
+    sqlite3_bind_int64(st, 3, keep);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        b_at = sqlite3_column_int64(st, 0);
+        b_id = sqlite3_column_int64(st, 1);
+    }
     sqlite3_finalize(st);
-    return rc;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return SDF_EDB;
+    static const char *const sql[2] = {
+        "DELETE FROM cohort_sketches WHERE id IN (SELECT id FROM cohorts WHERE owner_kind = ?1 "
+        "AND owner = ?2 AND at <= max(?3, ?4) AND (at <= ?3 OR (at, id) <= (?4, ?5)))",
+        "DELETE FROM cohorts WHERE owner_kind = ?1 AND owner = ?2 AND at <= max(?3, ?4) "
+        "AND (at <= ?3 OR (at, id) <= (?4, ?5))",
+    };
+    for (int k = 0; k < 2; k++) {
+        st = NULL;
+        if (sqlite3_prepare_v2(l->db, sql[k], -1, &st, NULL) != SQLITE_OK) {
+            sqlite3_finalize(st);
+            return SDF_EDB;
+        }
+        sqlite3_bind_int(st, 1, kind);
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, cutoff);
+        sqlite3_bind_int64(st, 4, b_at);
+        sqlite3_bind_int64(st, 5, b_id);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SDF_EDB;
+        sqlite3_finalize(st);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
-int disc_ledger_cohort(disc_ledger *l, const char *requester, const char *project,
-                       const int64_t *persons, size_t n, int64_t min_cell, int64_t now_s,
-                       int64_t max_age_s, int64_t keep, bool *refused)
+/* One new set compared with every kept cohort of requester or project
+ * (younger than cutoff): *refused when some symmetric difference is
+ * 1..min_cell-1. Kept cohorts whose size differs by min_cell or more, or
+ * whose sketch already shows a difference of min_cell or more, are skipped
+ * without decoding (both are exact lower bounds, so nothing is missed). */
+static int check_kept(disc_ledger *l, const char *requester, const char *project,
+                      const int64_t *persons, size_t n, const unsigned char *sk, int64_t min_cell,
+                      int64_t cutoff, disc_cohort_stats *stats, bool *refused)
 {
-    sqlite3_stmt *st = NULL;
-    unsigned char *enc = NULL;
-    size_t enclen = 0;
-    *refused = false;
-    int err = disc_personset_encode(persons, n, &enc, &enclen);
-    if (err)
-        return err;
-    if (begin(l)) {
-        free(enc);
-        return db_fail(l, NULL);
-    }
-    int64_t cutoff = now_s - max_age_s;
+    sqlite3_stmt *st = NULL, *get = NULL;
     if (sqlite3_prepare_v2(l->db,
-                           "SELECT n, persons FROM cohorts WHERE at > ?1 AND ((owner_kind = 1 AND "
-                           "owner = ?2) OR (owner_kind = 2 AND owner = ?3)) AND n > ?4 AND n < ?5",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto dbfail;
+                           "SELECT c.id, s.sketch FROM cohorts c LEFT JOIN cohort_sketches s "
+                           "ON s.id = c.id WHERE c.at > ?1 AND ((c.owner_kind = 1 AND "
+                           "c.owner = ?2) OR (c.owner_kind = 2 AND c.owner = ?3)) "
+                           "AND c.n > ?4 AND c.n < ?5",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(l->db, "SELECT persons FROM cohorts WHERE id = ?1", -1, &get,
+                           NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        sqlite3_finalize(get);
+        return SDF_EDB;
+    }
     sqlite3_bind_int64(st, 1, cutoff);
     sqlite3_bind_text(st, 2, requester, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, project, -1, SQLITE_STATIC);
     /* |n - m| >= min_cell means symmetric difference >= min_cell: skip */
     sqlite3_bind_int64(st, 4, (int64_t)n - min_cell);
     sqlite3_bind_int64(st, 5, (int64_t)n + min_cell);
-    int rc;
+    int rc, err = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *blob = sqlite3_column_blob(st, 1);
-        size_t blen = (size_t)sqlite3_column_bytes(st, 1);
+        if (stats)
+            stats->candidates++;
+        if (sqlite3_column_bytes(st, 1) == DISC_SKETCH_BYTES &&
+            disc_sketch_lower_bound(sk, sqlite3_column_blob(st, 1)) >= min_cell)
+            continue;
+        if (stats)
+            stats->decoded++;
+        sqlite3_reset(get);
+        sqlite3_bind_int64(get, 1, sqlite3_column_int64(st, 0));
+        if (sqlite3_step(get) != SQLITE_ROW) {
+            err = SDF_EDB;
+            break;
+        }
+        const unsigned char *blob = sqlite3_column_blob(get, 0);
+        size_t blen = (size_t)sqlite3_column_bytes(get, 0);
         int64_t d = disc_personset_symdiff(persons, n, blob ? blob : (const unsigned char *)"",
                                            blen, min_cell);
         if (d < 0) {
@@ -364,38 +456,121 @@ int disc_ledger_cohort(disc_ledger *l, const char *requester, const char *projec
             break;
         }
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        goto dbfail;
+    if (!err && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = SDF_EDB;
     sqlite3_finalize(st);
-    st = NULL;
+    sqlite3_finalize(get);
+    return err;
+}
+
+int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *project,
+                        const int64_t *const *sets, const size_t *ns, size_t n_sets,
+                        int64_t min_cell, int64_t now_s, int64_t max_age_s, int64_t keep,
+                        disc_cohort_stats *stats, bool *refused)
+{
+    sqlite3_stmt *st = NULL;
+    unsigned char **enc = NULL, (*sk)[DISC_SKETCH_BYTES] = NULL;
+    size_t *enclen = NULL;
+    int err = SDF_ENOMEM;
+    bool in_tx = false;
+    *refused = false;
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    if (n_sets == 0)
+        return 0;
+    if (n_sets > DISC_MAX_SETS)
+        return SDF_EINVAL;
+    enc = calloc(n_sets, sizeof *enc);
+    enclen = calloc(n_sets, sizeof *enclen);
+    sk = calloc(n_sets, sizeof *sk);
+    if (!enc || !enclen || !sk)
+        goto out;
+    for (size_t i = 0; i < n_sets; i++) {
+        if ((err = disc_personset_encode(sets[i], ns[i], &enc[i], &enclen[i])))
+            goto out;
+        disc_personset_sketch(sets[i], ns[i], sk[i]);
+    }
+    /* The sets of one result against each other first: two arms released
+     * together must not differ by a few persons either. */
+    for (size_t i = 0; i < n_sets && !*refused; i++)
+        for (size_t j = 0; j < i && !*refused; j++) {
+            int64_t d = disc_personset_symdiff(sets[i], ns[i], enc[j], enclen[j], min_cell);
+            *refused = d >= 1 && d < min_cell;
+        }
+    if (*refused) {
+        err = 0;
+        goto out;
+    }
+    err = SDF_EDB;
+    if (begin(l))
+        goto dbfail;
+    in_tx = true;
+    int64_t cutoff = now_s - max_age_s;
+    for (size_t i = 0; i < n_sets && !*refused; i++)
+        if (check_kept(l, requester, project, sets[i], ns[i], sk[i], min_cell, cutoff, stats,
+                       refused))
+            goto dbfail;
     if (*refused) {
         rollback(l);
-        free(enc);
-        return 0;
+        err = 0;
+        goto out;
     }
-    for (int kind = OWNER_REQUESTER; kind <= OWNER_PROJECT; kind++) {
-        const char *owner = kind == OWNER_REQUESTER ? requester : project;
-        if (sqlite3_prepare_v2(l->db,
-                               "INSERT INTO cohorts(owner_kind, owner, at, n, persons) "
-                               "VALUES(?1,?2,?3,?4,?5)", -1, &st, NULL) != SQLITE_OK)
+    for (size_t i = 0; i < n_sets; i++)
+        for (int kind = OWNER_REQUESTER; kind <= OWNER_PROJECT; kind++) {
+            const char *owner = kind == OWNER_REQUESTER ? requester : project;
+            if (sqlite3_prepare_v2(l->db,
+                                   "INSERT INTO cohorts(owner_kind, owner, at, n, persons) "
+                                   "VALUES(?1,?2,?3,?4,?5)", -1, &st, NULL) != SQLITE_OK)
+                goto dbfail;
+            sqlite3_bind_int(st, 1, kind);
+            sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, now_s);
+            sqlite3_bind_int64(st, 4, (int64_t)ns[i]);
+            sqlite3_bind_blob(st, 5, enc[i], (int)enclen[i], SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                goto dbfail;
+            sqlite3_finalize(st);
+            st = NULL;
+            if (sqlite3_prepare_v2(l->db,
+                                   "INSERT INTO cohort_sketches(id, sketch) VALUES(?1, ?2)", -1,
+                                   &st, NULL) != SQLITE_OK)
+                goto dbfail;
+            sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(l->db));
+            sqlite3_bind_blob(st, 2, sk[i], DISC_SKETCH_BYTES, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                goto dbfail;
+            sqlite3_finalize(st);
+            st = NULL;
+        }
+    for (int kind = OWNER_REQUESTER; kind <= OWNER_PROJECT; kind++)
+        if (trim(l, kind, kind == OWNER_REQUESTER ? requester : project, keep, cutoff))
             goto dbfail;
-        sqlite3_bind_int(st, 1, kind);
-        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now_s);
-        sqlite3_bind_int64(st, 4, (int64_t)n);
-        sqlite3_bind_blob(st, 5, enc, (int)enclen, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            goto dbfail;
-        sqlite3_finalize(st);
-        st = NULL;
-        if (trim(l, kind, owner, keep, cutoff))
-            goto dbfail;
-    }
-    free(enc);
-    return commit(l);
+    in_tx = false;
+    err = commit(l);
+    goto out;
 dbfail:
+    log_error("disclosure ledger: %s", sqlite3_errmsg(l->db));
+    sqlite3_finalize(st);
+    if (in_tx)
+        rollback(l);
+    err = SDF_EDB;
+out:
+    for (size_t i = 0; enc && i < n_sets; i++)
+        free(enc[i]);
     free(enc);
-    return db_fail(l, st);
+    free(enclen);
+    free(sk);
+    return err;
+}
+
+int disc_ledger_cohort(disc_ledger *l, const char *requester, const char *project,
+                       const int64_t *persons, size_t n, int64_t min_cell, int64_t now_s,
+                       int64_t max_age_s, int64_t keep, bool *refused)
+{
+    const int64_t *sets[1] = { persons };
+    size_t ns[1] = { n };
+    return disc_ledger_cohorts(l, requester, project, sets, ns, 1, min_cell, now_s, max_age_s,
+                               keep, NULL, refused);
 }
 
 /* ---- differential privacy budget ------------------------------------------------ */

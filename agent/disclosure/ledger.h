@@ -10,6 +10,9 @@
  *     cohorts(id, requester, project, at, n, persons)
  *                                          recent answered cohorts, person ids
  *                                          delta+varint compressed (differencing)
+ *     cohort_sketches(id, sketch)          each kept cohort's 256-byte sketch,
+ *                                          apart so a check need not read
+ *                                          the person lists it rules out
  *     dp_ledger(project, spent)            epsilon spent per project
  *
  * Separate from the governance state.db on purpose: it can be wiped by an
@@ -22,8 +25,11 @@
  * person set costs about 1-3 bytes per person (sorted ids, delta varints),
  * at most QUERY_MAX_PERSONS persons. A check decodes each kept cohort once
  * in a linear merge and skips any whose size differs from the new one's by
- * min_cell or more (the symmetric difference is at least that), so a
- * differencing check costs O(kept x persons) time and O(persons) memory.
+ * min_cell or more (the symmetric difference is at least that) or whose
+ * 256-byte sketch (bucket counts) is min_cell or more away from the new
+ * one's, so a differencing check costs O(kept) sketch comparisons plus
+ * O(persons) per kept cohort that is nearly the same set, and O(persons)
+ * memory (measured: tests/bench/differencing.c, deploy/disclosure.md).
  *
  * Threads: a handle is for one thread at a time; each query takes its own
  * (guard.c keeps idle handles in a small pool rather than reopening per
@@ -79,6 +85,28 @@ int disc_ledger_cohort(disc_ledger *l, const char *requester, const char *projec
                        const int64_t *persons, size_t n, int64_t min_cell, int64_t now_s,
                        int64_t max_age_s, int64_t keep, bool *refused) SDF_MUSTCHECK;
 
+/* Several cohorts released together (a surveil query's exposure and
+ * comparator arms): each of the n_sets sets (sets[i] holds ns[i] distinct
+ * ids, ascending) is compared with the others AND with the kept cohorts;
+ * if any pair has a symmetric difference of 1..min_cell-1, *refused is set
+ * and nothing is recorded. Otherwise all are recorded (for requester and
+ * for project) in one transaction and the lists trimmed to `keep`.
+ * n_sets <= DISC_MAX_SETS. stats (may be NULL) gets how many kept cohorts
+ * passed the size filter and how many of those had to be decoded (the
+ * rest were ruled out by their sketch). Returns 0, SDF_EINVAL, SDF_EDB or
+ * SDF_ENOMEM. disc_ledger_cohort is this with one set. */
+#define DISC_MAX_SETS 8
+
+typedef struct disc_cohort_stats {
+    int64_t candidates;   /* kept cohorts within min_cell persons in size */
+    int64_t decoded;      /* ... of which the sketch could not rule out */
+} disc_cohort_stats;
+
+int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *project,
+                        const int64_t *const *sets, const size_t *ns, size_t n_sets,
+                        int64_t min_cell, int64_t now_s, int64_t max_age_s, int64_t keep,
+                        disc_cohort_stats *stats, bool *refused) SDF_MUSTCHECK;
+
 /* Differential privacy: atomically, if spent(project) + epsilon > budget,
  * set *refused; else write spent + epsilon and commit (synchronous=FULL:
  * durable before return). Call BEFORE computing or releasing anything, so
@@ -103,5 +131,19 @@ int disc_personset_encode(const int64_t *ids, size_t n, unsigned char **out,
  * SDF_EINVAL if the encoding is corrupt. */
 int64_t disc_personset_symdiff(const int64_t *ids, size_t n, const unsigned char *enc,
                                size_t enclen, int64_t cap);
+
+/* A cohort's sketch: how many of its persons fall in each of
+ * DISC_SKETCH_BUCKETS buckets of a fixed hash of the id (32-bit
+ * little-endian counts). Every person in the symmetric difference of two
+ * sets changes one bucket's count by one, so the L1 distance of two
+ * sketches (disc_sketch_lower_bound) never exceeds the symmetric
+ * difference: a kept cohort whose sketch is min_cell or more away cannot
+ * be 1..min_cell-1 persons away and is skipped without decoding. */
+#define DISC_SKETCH_BUCKETS 64
+#define DISC_SKETCH_BYTES (4 * DISC_SKETCH_BUCKETS)
+
+void disc_personset_sketch(const int64_t *ids, size_t n, unsigned char out[DISC_SKETCH_BYTES]);
+int64_t disc_sketch_lower_bound(const unsigned char a[DISC_SKETCH_BYTES],
+                                const unsigned char b[DISC_SKETCH_BYTES]);
 
 #endif

@@ -189,6 +189,55 @@ done:
     return 0;
 }
 
+int disc_stats_noised(const disc_policy *p, const double *values, size_t n, double lo, double hi,
+                      const unsigned char key[32], uint64_t index_base, disc_summary *out,
+                      unsigned *rules)
+{
+    out->n = (disc_value){ 0, DISC_SUPPRESSED };
+    out->mean = out->sd = suppressed();
+    for (size_t i = 0; i < DISC_N_QUANTILES; i++)
+        out->q[i] = suppressed();
+    if (!(p->dp_epsilon > 0.0) || !isfinite(lo) || !isfinite(hi) || !(lo < hi))
+        return SDF_EINVAL;
+    double eps = p->dp_epsilon / 3.0, c = lo / 2 + hi / 2, r = hi / 2 - lo / 2;
+    long double s = 0.0L, q = 0.0L;
+    for (size_t i = 0; i < n; i++) {
+        double x = values[i] < lo ? lo : values[i] > hi ? hi : values[i];
+        double d = x - c;
+        s += d;
+        q += (long double)d * d;
+    }
+    unsigned fired = DISC_RULE_NOISE | DISC_RULE_DP_NO_QUANTILES;
+    int64_t nn = (int64_t)n + disc_geometric_noise(key, index_base, eps, 1.0);
+    if (nn < 0)
+        nn = 0;
+    out->n = disc_count(p, nn, &fired);
+    if (out->n.status != DISC_SUPPRESSED)
+        out->n.status = DISC_NOISED;
+    int64_t k = p->min_cell > 1 ? p->min_cell : 1;
+    if (nn < k || out->n.status == DISC_SUPPRESSED) {
+        fired |= DISC_RULE_STATS_N;
+    } else {
+        double N = (double)nn;
+        double S = (double)s + disc_laplace_noise(key, index_base + 1, r / eps);
+        double Q = (double)q + disc_laplace_noise(key, index_base + 2, r * r / eps);
+        double mean = c + S / N;
+        mean = mean < lo ? lo : mean > hi ? hi : mean;
+        out->mean = exact(mean);
+        out->mean.status = DISC_NOISED;
+        if (nn >= 2) {
+            double var = (Q - S * S / N) / (N - 1.0);
+            double sd = var > 0.0 ? sqrt(var) : 0.0;
+            sd = sd > hi - lo ? hi - lo : sd;
+            out->sd = exact(sd);
+            out->sd.status = DISC_NOISED;
+        }
+    }
+    if (rules)
+        *rules |= fired;
+    return 0;
+}
+
 int disc_stats_rule_names(unsigned rules, const char **out, int max)
 {
     int n = 0;
@@ -196,5 +245,7 @@ int disc_stats_rule_names(unsigned rules, const char **out, int max)
         out[n++] = "stats_small_n";
     if ((rules & DISC_RULE_DOMINANCE) && n < max)
         out[n++] = "dominance";
+    if ((rules & DISC_RULE_DP_NO_QUANTILES) && n < max)
+        out[n++] = "dp_no_quantiles";
     return n;
 }

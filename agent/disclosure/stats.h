@@ -30,6 +30,7 @@
 enum {
     DISC_RULE_STATS_N = 1u << 16,     /* "stats_small_n" */
     DISC_RULE_DOMINANCE = 1u << 17,   /* "dominance" */
+    DISC_RULE_DP_NO_QUANTILES = 1u << 18,   /* "dp_no_quantiles" */
 };
 
 #define DISC_N_QUANTILES 3
@@ -60,6 +61,26 @@ bool disc_dominated(const disc_policy *p, const double *x, size_t n);
  * suppressed). */
 int disc_stats(const disc_policy *p, double *values, size_t n, disc_summary *out,
                unsigned *rules) SDF_MUSTCHECK;
+
+/* The statistics of values[0..n) under differential privacy (policy
+ * p->dp_epsilon > 0), for a project that asked for DP. Every value is first
+ * clamped to [lo, hi] (lo < hi, finite), so one person moves the count by 1,
+ * the centred sum sum(x - c) by at most r and the centred sum of squares by
+ * at most r^2 (c = (lo + hi) / 2, r = (hi - lo) / 2). Each of the three gets
+ * a third of epsilon: n + geometric noise, the sums + Laplace noise of
+ * scale r / (eps/3) and r^2 / (eps/3), drawn from key at indexes
+ * index_base + 0, 1, 2 (deterministic: a repeated query gets the same
+ * answer). Strata hold disjoint persons, so a query costs epsilon in all.
+ * Released, all as post-processing of the noised values: n (rounded, and
+ * suppressed below min_cell like any noised count), and when the noised n
+ * is at least min_cell the mean (clamped to [lo, hi]) and sd (clamped to
+ * [0, hi - lo]), status DISC_NOISED, to DISC_STATS_DIGITS digits.
+ * Quantiles are not released under DP (suppressed, rule "dp_no_quantiles").
+ * No dominance rule: clamping bounds every contribution and the noise
+ * covers it. Returns 0, or SDF_EINVAL for a bad range or epsilon. */
+int disc_stats_noised(const disc_policy *p, const double *values, size_t n, double lo, double hi,
+                      const unsigned char key[32], uint64_t index_base, disc_summary *out,
+                      unsigned *rules) SDF_MUSTCHECK;
 
 /* Names of the statistics rule bits (as disc_rule_names): writes up to max
  * static strings into out and returns how many. */

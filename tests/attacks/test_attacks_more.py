@@ -201,17 +201,85 @@ class DPAveragingOn(MoreBase):
         self.assertIn("dp_budget", o["reason"])
 
 
-class DPSummaryRefused(MoreBase):
-    # Statistics have no noise mechanism: in DP mode a summary is refused
-    # before anything is charged or read, never released un-noised.
+def dp_summary_spec(condition, lo=0.0, hi=10.0, variant=None):
+    """A summary with summary.clamp; variant i respells the cohort (an age
+    range every person is in) so the canonical spec, and the noise, differ."""
+    spec = summary_spec(condition)
+    spec["summary"]["clamp"] = {"min": lo, "max": hi}
+    if variant is not None:
+        spec["cohort"]["age"] = {"min": variant % 21, "max": 130 + (variant // 21) % 21}
+    return spec
+
+
+def ogroup_clamped_mean(lo, hi):
+    vals = [OUTLIER_VALUE if p == OUTLIER else 1.0 + 0.1 * i
+            for i, p in enumerate(OGROUP_PERSONS)]
+    vals = [min(max(v, lo), hi) for v in vals]
+    return sum(vals) / len(vals)
+
+
+class DPSummaryOn(MoreBase):
+    # Statistics under DP: clamped values, noised n/sum/sum of squares
+    # (a third of epsilon each), no quantiles, and the same budget.
     DISCLOSURE = {"dp_epsilon": str(EPS), "dp_budget": "2.5"}
 
-    def test_summary_refused_in_dp_mode(self):
+    def test_a_measurement_without_clamp_is_refused_before_any_charge(self):
         o = self.ask(summary_spec(OGROUP))
         self.assertEqual(o["status"], "refused", o)
-        self.assertIn("differential privacy", o["reason"])
+        self.assertIn("summary.clamp", o["reason"])
         self.assertFalse(o.get("summaries"), o)
         self.assertEqual(self.ledger_spent(), 0.0)
+
+    def test_b_noised_statistics_and_the_budget(self):
+        spent = self.ledger_spent()
+        first = self.ask(dp_summary_spec(OGROUP))
+        self.assertEqual(first["status"], "ok", first)
+        s = first["summaries"][0]
+        for k in ("n", "mean", "sd"):
+            self.assertIn(s[k + "_status"], ("noised", "suppressed"), first)
+        if s["mean"] is not None:
+            self.assertTrue(0.0 <= s["mean"] <= 10.0, s)      # clamped range
+        self.assertTrue(all(q["value"] is None for q in s["quantiles"]), first)
+        self.assertIn("dp_noise", first["rules_fired"])
+        self.assertIn("dp_no_quantiles", first["rules_fired"])
+        self.assertNotIn("5000", json.dumps(first))            # the outlier never shows
+        self.assertAlmostEqual(self.ledger_spent(), spent + EPS)
+        # a repeat is the same answer (same noise), charged again
+        again = self.ask(dp_summary_spec(OGROUP))
+        self.assertEqual(again["summaries"], first["summaries"])
+        # respelled questions draw fresh noise until the budget runs out
+        answered = 2
+        for i in range(30):
+            o = self.ask(dp_summary_spec(OGROUP, variant=i))
+            if o["status"] != "ok":
+                self.assertIn("dp_budget", o["reason"], o)
+                break
+            answered += 1
+        self.assertEqual(answered, 10, "2.5 / 0.25 = 10 answers in all")
+        self.assertAlmostEqual(self.ledger_spent(), 2.5)
+
+
+class DPSummaryOff(MoreBase):
+    # The budget switched off (and a large epsilon so the test is short):
+    # averaging many noised means converges on the true (clamped) mean.
+    DISCLOSURE = {"dp_epsilon": "3", "dp_budget": "100000", "max_identical": 1000,
+                  "differencing": "false"}
+    QUERIES = 120
+
+    def test_attack_has_teeth_without_the_budget(self):
+        truth = ogroup_clamped_mean(0.0, 10.0)
+        means = []
+        for i in range(self.QUERIES):
+            o = self.ask(dp_summary_spec(OGROUP, variant=i))
+            self.assertEqual(o["status"], "ok", o)
+            m = o["summaries"][0]["mean"]
+            if m is not None:
+                means.append(m)
+        self.assertGreater(len(means), self.QUERIES * 0.9)
+        self.assertGreater(max(means) - min(means), 0.5, means)   # single answers are noisy
+        avg = sum(means) / len(means)
+        self.assertLess(abs(avg - truth), 0.35, "average %.3f of %d noised means vs truth %.3f"
+                        % (avg, len(means), truth))
 
 
 class DPAveragingOff(MoreBase):

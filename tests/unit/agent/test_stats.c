@@ -233,6 +233,140 @@ static void test_rule_names(void **state)
     assert_int_equal(disc_stats_rule_names(1u, names, 4), 0);
 }
 
+/* ---- differential privacy (disc_stats_noised, disc_laplace_noise) ---- */
+
+static void key_of(unsigned char key[32], unsigned seed)
+{
+    for (int i = 0; i < 32; i++)
+        key[i] = (unsigned char)(seed * 131u + (unsigned)i * 7u);
+}
+
+static void test_laplace_noise_distribution(void **state)
+{
+    (void)state;
+    unsigned char key[32];
+    key_of(key, 1);
+    /* Laplace(b): mean 0, E|X| = b, Var = 2 b^2; 40,000 draws */
+    const double b = 3.0;
+    const int n = 40000;
+    double s = 0, sa = 0, ss = 0;
+    for (int i = 0; i < n; i++) {
+        double x = disc_laplace_noise(key, (uint64_t)i, b);
+        s += x;
+        sa += fabs(x);
+        ss += x * x;
+    }
+    assert_true(fabs(s / n) < 0.06);                 /* sd of the mean: b*sqrt(2/n) = 0.021 */
+    assert_true(fabs(sa / n - b) < 0.05 * b);
+    assert_true(fabs(ss / n - 2 * b * b) < 0.08 * 2 * b * b);
+    /* a pure function of key and index */
+    assert_true(disc_laplace_noise(key, 17, b) == disc_laplace_noise(key, 17, b));
+    assert_true(disc_laplace_noise(key, 17, b) != disc_laplace_noise(key, 18, b));
+    assert_true(disc_laplace_noise(key, 17, 0.0) == 0.0);
+}
+
+static void test_noised_stats_bad_arguments(void **state)
+{
+    (void)state;
+    disc_policy p = pol();
+    unsigned char key[32];
+    key_of(key, 2);
+    double v[3] = { 1, 2, 3 };
+    disc_summary s;
+    p.dp_epsilon = 0.0;
+    assert_int_equal(disc_stats_noised(&p, v, 3, 0, 10, key, 0, &s, NULL), SDF_EINVAL);
+    p.dp_epsilon = 1.0;
+    assert_int_equal(disc_stats_noised(&p, v, 3, 10, 10, key, 0, &s, NULL), SDF_EINVAL);
+    assert_int_equal(disc_stats_noised(&p, v, 3, 0, INFINITY, key, 0, &s, NULL), SDF_EINVAL);
+    assert_int_equal(s.n.status, DISC_SUPPRESSED);
+    assert_int_equal(s.mean.status, DISC_SUPPRESSED);
+}
+
+static void test_noised_stats_release(void **state)
+{
+    (void)state;
+    disc_policy p = pol();
+    p.dp_epsilon = 3.0;
+    unsigned char key[32];
+    key_of(key, 3);
+    /* 200 values around 50, one wild outlier that clamping must bound */
+    double v[200];
+    for (int i = 0; i < 200; i++)
+        v[i] = 40.0 + (double)(i % 21);
+    v[7] = 1e9;
+    disc_summary s;
+    unsigned rules = 0;
+    assert_int_equal(disc_stats_noised(&p, v, 200, 0, 100, key, 40, &s, &rules), 0);
+    assert_int_equal(s.n.status, DISC_NOISED);
+    assert_int_equal(s.mean.status, DISC_NOISED);
+    assert_int_equal(s.sd.status, DISC_NOISED);
+    for (int i = 0; i < DISC_N_QUANTILES; i++)
+        assert_int_equal(s.q[i].status, DISC_SUPPRESSED);
+    assert_true(rules & DISC_RULE_NOISE);
+    assert_true(rules & DISC_RULE_DP_NO_QUANTILES);
+    assert_false(rules & DISC_RULE_DOMINANCE);
+    /* the outlier counts as 100 (clamped): the true clamped mean is ~50.3,
+     * and at eps 3 the noise is small, so the release is near it */
+    assert_true(s.mean.value >= 0 && s.mean.value <= 100);
+    assert_true(fabs(s.mean.value - 50.3) < 2.0);
+    assert_true(s.sd.value > 3.0 && s.sd.value < 12.0);
+    assert_true(s.n.value % 5 == 0 && llabs(s.n.value - 200) <= 10);
+    /* deterministic in the key; another key, another draw */
+    disc_summary s2;
+    assert_int_equal(disc_stats_noised(&p, v, 200, 0, 100, key, 40, &s2, NULL), 0);
+    assert_true(s2.mean.value == s.mean.value && s2.sd.value == s.sd.value);
+    key_of(key, 4);
+    assert_int_equal(disc_stats_noised(&p, v, 200, 0, 100, key, 40, &s2, NULL), 0);
+    assert_true(s2.mean.value != s.mean.value || s2.sd.value != s.sd.value);
+}
+
+static void test_noised_stats_small_noised_n(void **state)
+{
+    (void)state;
+    disc_policy p = pol();
+    p.dp_epsilon = 30.0;          /* almost no noise: n stays 3 */
+    unsigned char key[32];
+    key_of(key, 5);
+    double v[3] = { 120.0, 121.0, 122.0 };
+    disc_summary s;
+    unsigned rules = 0;
+    assert_int_equal(disc_stats_noised(&p, v, 3, 0, 200, key, 0, &s, &rules), 0);
+    assert_int_equal(s.n.status, DISC_SUPPRESSED);
+    assert_int_equal(s.mean.status, DISC_SUPPRESSED);
+    assert_int_equal(s.sd.status, DISC_SUPPRESSED);
+    assert_true(rules & DISC_RULE_STATS_N);
+}
+
+/* The mechanism's noise really scales with the clamp range: the spread of
+ * released means over many keys is about (r / (eps/3)) / n * sqrt(2). */
+static void test_noised_mean_spread_follows_the_range(void **state)
+{
+    (void)state;
+    disc_policy p = pol();
+    p.dp_epsilon = 3.0;
+    double v[100];
+    for (int i = 0; i < 100; i++)
+        v[i] = 5.0;
+    double spread[2];
+    const double his[2] = { 10.0, 1000.0 };
+    for (int h = 0; h < 2; h++) {
+        double s = 0, ss = 0;
+        for (unsigned k = 0; k < 400; k++) {
+            unsigned char key[32];
+            key_of(key, 100 + k);
+            disc_summary out;
+            assert_int_equal(disc_stats_noised(&p, v, 100, 0, his[h], key, 0, &out, NULL), 0);
+            s += out.mean.value;
+            ss += out.mean.value * out.mean.value;
+        }
+        spread[h] = sqrt(ss / 400 - (s / 400) * (s / 400));
+    }
+    /* r = 5 vs 500 (100x): the small range's means barely move, the large
+     * range's are far noisier */
+    assert_true(spread[0] < 0.3);
+    assert_true(spread[1] > 10 * spread[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +380,11 @@ int main(void)
         cmocka_unit_test(test_dominated_edge_cases),
         cmocka_unit_test(test_mean_does_not_reveal_exact_n),
         cmocka_unit_test(test_rule_names),
+        cmocka_unit_test(test_laplace_noise_distribution),
+        cmocka_unit_test(test_noised_stats_bad_arguments),
+        cmocka_unit_test(test_noised_stats_release),
+        cmocka_unit_test(test_noised_stats_small_noised_n),
+        cmocka_unit_test(test_noised_mean_spread_follows_the_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

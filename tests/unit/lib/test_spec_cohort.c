@@ -116,6 +116,12 @@ static void test_full_language_round_trip(void **state)
     s = accept(SUMHEAD "\"cohort\":{\"all\":[{\"domain\":\"condition\",\"concepts\":[201826]}]},"
                "\"summary\":{\"of\":\"age\"}}");
     sdefed__query_spec__free_unpacked(s, NULL);
+    /* clamp (issue 4: DP statistics) survives the canonical round trip */
+    s = accept(SUMHEAD "\"cohort\":{" IDX "},\"summary\":{\"of\":\"measurement\","
+               "\"concepts\":[3004410],\"clamp\":{\"min\":-5,\"max\":25.5}}}");
+    assert_non_null(s->summary->clamp);
+    assert_true(s->summary->clamp->min == -5.0 && s->summary->clamp->max == 25.5);
+    sdefed__query_spec__free_unpacked(s, NULL);
 }
 
 /* Specs valid before issue 3 keep their exact canonical text. */
@@ -228,6 +234,14 @@ static void test_windows_and_ranges(void **state)
            "age takes no concepts");
     refuse(SUMHEAD "\"cohort\":{" IDX "},\"summary\":{\"of\":\"measurement\"}}",
            "summary.concepts: must not be empty");
+    refuse(SUMHEAD "\"cohort\":{" IDX "},\"summary\":{\"of\":\"measurement\",\"concepts\":[1],"
+           "\"clamp\":{\"min\":0}}}", "summary.clamp: needs both min and max");
+    refuse(SUMHEAD "\"cohort\":{" IDX "},\"summary\":{\"of\":\"measurement\",\"concepts\":[1],"
+           "\"clamp\":{\"min\":3,\"max\":3}}}", "summary.clamp: min must be less than max");
+    refuse(SUMHEAD "\"cohort\":{" IDX "},\"summary\":{\"of\":\"measurement\",\"concepts\":[1],"
+           "\"clamp\":{\"min\":0,\"max\":1e300}}}", "summary.clamp: min and max must be finite");
+    refuse(SUMHEAD "\"cohort\":{" IDX "},\"summary\":{\"of\":\"measurement\",\"concepts\":[1],"
+           "\"clamp\":{\"min\":0,\"max\":1,\"mid\":0.5}}}", "summary.clamp");
 }
 
 /* Injection attempts in every string field are refused, and the message

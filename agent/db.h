@@ -99,6 +99,14 @@ int db_sqlite_open(const agent_dataset *ds, uint64_t deadline_unix_ms,
 int db_pg_open(const agent_dataset *ds, uint64_t deadline_unix_ms,
                atomic_int *cancel, db_conn **out) SDF_MUSTCHECK;
 
+/* SQLite connections are pooled: db_close() parks a connection whose every
+ * call succeeded, with its prepared statements, and db_sqlite_open() reuses
+ * it while the dataset path still names the same file (dev, inode, size,
+ * mtime). Close every idle pooled connection now (at shutdown, or in tests
+ * that must see a fresh open). Thread-safe; connections in use are not
+ * affected and return to the pool when closed. */
+void db_sqlite_pool_drain(void);
+
 static inline int SDF_MUSTCHECK db_open(const agent_dataset *ds, uint64_t deadline_unix_ms,
                                         atomic_int *cancel, db_conn **out)
 {

@@ -22,6 +22,7 @@
 #include "disclosure/guard.h"
 #include "disclosure/ledger.h"
 #include "governance/governance.h"
+#include "db.h"
 #include "db_indexes.h"
 #include "sdefed/daemon_args.h"
 #include "sdefed/log.h"
@@ -340,6 +341,7 @@ int main(int argc, char **argv)
         log_warn("event loop closed with handles open: %s", uv_strerror(rc));
     /* Close pooled ledger connections cleanly (WAL checkpoint) on the way out. */
     disc_guard_pool_drain();
+    db_sqlite_pool_drain();   /* pooled dataset connections */
     tls_ctx_free(a.tls);
     agent_cfg_release(a.cfg);
     return start_failed;

@@ -309,6 +309,132 @@ static int cohort_persons(query_ctx *q, db_conn *db, cohort_plan *cp)
     return err;
 }
 
+/* ---- issue 3 performance: the counts and the person ids in one statement ----
+ *
+ * Differencing needs the cohort's person ids as well as its counts. Run as
+ * two statements, the whole cohort (the expensive part) is computed twice.
+ * Both statements cohort_plan_sql() builds share the text and parameters up
+ * to the end of the `cohort` CTE; only the final SELECT differs. So the
+ * count statement's final SELECT and the person ids are put side by side,
+ * tagged, over one materialised cohort:
+ *
+ *   WITH ..., cohort(person_id, index_day) AS MATERIALIZED (...)
+ *   SELECT 0, * FROM (<the count SELECT>) AS t0
+ *   UNION ALL SELECT 1, NULL, ..., person_id FROM cohort   -- a NULL per stratifier
+ *
+ * Rows tagged 0 are the grid rows (s0.., COUNT(*)), rows tagged 1 one
+ * person id each (sorted and de-duplicated here). Where the two statements
+ * do not have that shape, the two statements run as before. */
+
+#define PERSONS_TAIL "SELECT DISTINCT person_id FROM cohort ORDER BY person_id"
+#define COHORT_CTE_HEAD "cohort(person_id, index_day) AS ("
+
+typedef struct both_ctx {
+    query_ctx *q;
+    grid *g;
+} both_ctx;
+
+static int both_row(void *ctx, const db_value *cols, int ncols)
+{
+    both_ctx *b = ctx;
+    int n_strata = (int)b->g->n_strata;
+    if (ncols != n_strata + 2 || cols[0].is_null)
+        return SDF_EDB;
+    if (cols[0].i == 0)
+        return grid_row(b->g, cols + 1, ncols - 1);
+    if (cols[0].i == 1)
+        return person_row(b->q, cols + 1 + n_strata, 1);
+    return SDF_EDB;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static bool param_eq(const db_param *a, const db_param *b)
+{
+    return a->type == b->type && a->i == b->i && a->s == b->s && a->list == b->list &&
+           a->n == b->n && (a->d == b->d || (a->d != a->d && b->d != b->d));
+}
+
+/* Run the counts (into g) and, in the same statement, the person ids (into
+ * q->persons, ascending, distinct). cp->sql holds the count statement on
+ * entry. *ran is false when the statements do not have the shared shape
+ * (nothing was run; cp->sql then holds the persons statement). */
+static int count_with_persons(query_ctx *q, db_conn *db, cohort_plan *cp, grid *g, bool *ran)
+{
+    *ran = false;
+    size_t n_count_params = cp->n_params;
+    size_t count_len = cp->sql.len;
+    char *count_sql = malloc(count_len + 1);
+    db_param *count_params = malloc((n_count_params ? n_count_params : 1) * sizeof *count_params);
+    sqlbuf both = { 0 };
+    int err = SDF_ENOMEM;
+    if (!count_sql || !count_params)
+        goto out;
+    memcpy(count_sql, cp->sql.p, count_len + 1);
+    if (n_count_params)
+        memcpy(count_params, cp->params, n_count_params * sizeof *count_params);
+
+    err = cohort_plan_sql(db, cp, COHORT_SELECT_PERSONS);
+    if (err)
+        goto out;
+    size_t tail_len = strlen(PERSONS_TAIL);
+    if (cp->sql.len < tail_len || strcmp(cp->sql.p + cp->sql.len - tail_len, PERSONS_TAIL) != 0)
+        goto out;   /* not the expected shape */
+    size_t prefix_len = cp->sql.len - tail_len;
+    if (count_len <= prefix_len || memcmp(count_sql, cp->sql.p, prefix_len) != 0 ||
+        cp->n_params > n_count_params)
+        goto out;
+    for (size_t k = 0; k < cp->n_params; k++)
+        if (!param_eq(&cp->params[k], &count_params[k]))
+            goto out;
+    /* the cohort CTE, exactly once, to be materialised */
+    char *head = strstr(count_sql, COHORT_CTE_HEAD);
+    if (!head || (size_t)(head - count_sql) >= prefix_len ||
+        strstr(head + 1, COHORT_CTE_HEAD))
+        goto out;
+    size_t head_end = (size_t)(head - count_sql) + strlen(COHORT_CTE_HEAD) - 1;   /* at "(" */
+    cohort_sql_add(&both, "%.*s", (int)head_end, count_sql);
+    cohort_sql_add(&both, "MATERIALIZED %.*s", (int)(prefix_len - head_end),
+                   count_sql + head_end);
+    cohort_sql_add(&both, "SELECT 0, * FROM (%s) AS t0\nUNION ALL SELECT 1, ",
+                   count_sql + prefix_len);
+    for (size_t k = 0; k < g->n_strata; k++)
+        cohort_sql_add(&both, "NULL, ");
+    cohort_sql_add(&both, "person_id FROM cohort");
+    if (both.err) {
+        err = both.err;
+        goto out;
+    }
+    *ran = true;
+    free(q->persons);
+    q->persons = NULL;
+    q->n_persons = 0;
+    both_ctx b = { .q = q, .g = g };
+    err = db_query(db, both.p, count_params, n_count_params, both_row, &b);
+    if (err == 0 && q->n_persons > 1) {
+        qsort(q->persons, q->n_persons, sizeof *q->persons, cmp_i64);
+        size_t w = 1;
+        for (size_t k = 1; k < q->n_persons; k++)
+            if (q->persons[k] != q->persons[w - 1])
+                q->persons[w++] = q->persons[k];
+        q->n_persons = w;
+    }
+    if (err) {
+        free(q->persons);
+        q->persons = NULL;
+        q->n_persons = 0;
+    }
+out:
+    free(both.p);
+    free(count_sql);
+    free(count_params);
+    return err;
+}
+
 int query_count_run(query_ctx *q, const agent_dataset *ds, const Sdefed__QuerySpec *spec,
                     Sdefed__QueryResult *res)
 {
@@ -347,10 +473,22 @@ int query_count_run(query_ctx *q, const agent_dataset *ds, const Sdefed__QuerySp
     /* The SQL holds placeholders only, never values: safe to log. */
     log_debug("count query on dataset %s: %zu parameters, %zu stratifiers: %s", ds->name,
               cp.n_params, cp.n_strata, cp.sql.p);
-    err = db_query(db, cp.sql.p, cp.params, cp.n_params, grid_row, &g);
-    if (err)
-        goto out;
+    bool ran = false;
     if (q->want_persons) {
+        err = count_with_persons(q, db, &cp, &g, &ran);
+        if (err)
+            goto out;
+        if (!ran)   /* fall back to two statements */
+            err = cohort_plan_sql(db, &cp, COHORT_SELECT_COUNT);
+        if (err)
+            goto out;
+    }
+    if (!ran) {
+        err = db_query(db, cp.sql.p, cp.params, cp.n_params, grid_row, &g);
+        if (err)
+            goto out;
+    }
+    if (q->want_persons && !ran) {
         err = cohort_persons(q, db, &cp);
         if (err)
             goto out;

@@ -20,12 +20,17 @@ Not part of `make check` (it needs ~30 GB of disk and tens of minutes).
     over small sites, end to end from the CLI (a new process and TLS
     connection per query, as an analyst's script would do).
 
+(d) validate: 1,000,000 predictions at one site (issue 5), end to end
+    through the CLI, against the sqlite3 shell reading the same two columns
+    (`run.py --only validate` runs this part alone; BENCH_VALIDATE_ROWS).
+
 Every time is a wall-clock median of REPEATS runs after one warm-up run (the
 page cache is warm for everyone). Results go to stdout and to
 build/bench/results.json; tests/bench/README.md records a run.
 
 Environment: BUILD (default build), BENCH_PERSONS, BENCH_PG_PERSONS,
-BENCH_REPEATS, BENCH_LATENCY_N, BENCH_SKIP (comma list of a,b,c).
+BENCH_REPEATS, BENCH_LATENCY_N, BENCH_SKIP (comma list of a,b,c,d),
+BENCH_VALIDATE_ROWS; `--only sqlite,pg,latency,validate` runs only those parts.
 """
 
 import json
@@ -157,6 +162,38 @@ def capture_sql(sb, site, kind):
     return re.sub(r"\$(\d+)\b", lambda m: sql_literal(params[int(m.group(1))]), sql)
 
 
+COMBINED_TAIL = re.compile(r"SELECT 0, \* FROM \((.*)\) AS t0\nUNION ALL SELECT 1, [^\n]*$", re.S)
+
+
+def count_only_sql(sql):
+    """The agent answers a count and, for differencing, the cohort's person
+    ids in ONE statement (query_count.c: the count SELECT and the person ids
+    UNION ALL'ed over a materialised cohort). An analyst with the file would
+    run only the count: undo the combination for the direct baseline."""
+    m = COMBINED_TAIL.search(sql)
+    if not m:
+        return sql
+    prefix = sql[:m.start()].replace("cohort(person_id, index_day) AS MATERIALIZED (",
+                                     "cohort(person_id, index_day) AS (", 1)
+    return prefix + m.group(1)
+
+
+TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid):
+    """user+system CPU seconds a process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / TCK
+
+
+def children_cpu_s():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def cli_query(sb, dataset, timeout=600):
     res = sb.query(spec(dataset), timeout=timeout, proc_timeout=timeout + 60)
     bad = [s for s in res["sites"] if s["status"] != "ok"]
@@ -197,27 +234,69 @@ def fed_up(site_files, extra_conf=None):
 # ---- (a) SQLite ---------------------------------------------------------------
 
 def bench_sqlite(results):
+    """Federated vs direct, interleaved: each round runs the federated query
+    and then each site's statement with sqlite3, so both sides see the same
+    machine load (the 2 cores are shared). Times are medians over rounds
+    after one warm-up round; the ratios are medians of per-round ratios."""
     sb = fed_up({"site-%s" % s: site_file(s) for s in SITES})
     try:
-        fed = median_of(lambda: cli_query(sb, "omop"))
-        direct_sql = capture_sql(sb, "site-a", "sqlite") + ";\n"
-        singles = {}
-        for s in SITES:
-            def run(s=s):
-                p = subprocess.run(["sqlite3", "-readonly", site_file(s)], input=direct_sql,
-                                   capture_output=True, text=True)
-                if p.returncode != 0:
-                    raise RuntimeError("sqlite3: %s" % p.stderr)
-            singles[s] = median_of(run)
+        agent_pids = {s: sb.pid("site-%s" % s) for s in SITES}
+        cli_query(sb, "omop")   # records the statement; warms the agents
+        direct_sql = count_only_sql(capture_sql(sb, "site-a", "sqlite")) + ";\n"
+
+        def direct(s):
+            c0 = children_cpu_s()
+            t = time.perf_counter()
+            p = subprocess.run(["sqlite3", "-readonly", site_file(s)], input=direct_sql,
+                               capture_output=True, text=True)
+            wall = time.perf_counter() - t
+            if p.returncode != 0:
+                raise RuntimeError("sqlite3: %s" % p.stderr)
+            return wall, children_cpu_s() - c0
+
+        rounds = []
+        for r in range(REPEATS + 1):   # round 0 is the warm-up
+            c0 = {s: proc_cpu_s(p) for s, p in agent_pids.items()}
+            t = time.perf_counter()
+            cli_query(sb, "omop")
+            fed = time.perf_counter() - t
+            fed_cpu = {s: proc_cpu_s(p) - c0[s] for s, p in agent_pids.items()}
+            d = {s: direct(s) for s in SITES}
+            rounds.append({"federated_s": fed, "agent_cpu_s": fed_cpu,
+                           "direct_s": {s: v[0] for s, v in d.items()},
+                           "sqlite3_cpu_s": {s: v[1] for s, v in d.items()},
+                           "load_avg_1m": os.getloadavg()[0]})
+        rounds = rounds[1:]
+        med = statistics.median
+        fed = med(r["federated_s"] for r in rounds)
+        singles = {s: med(r["direct_s"][s] for r in rounds) for s in SITES}
         seq = sum(singles.values())
         slow = max(singles.values())
+        ratio_slow = med(r["federated_s"] / max(r["direct_s"].values()) for r in rounds)
+        ratio_seq = med(r["federated_s"] / sum(r["direct_s"].values()) for r in rounds)
+        # CPU per site (machine-independent): the agent's whole query vs sqlite3's.
+        agent_cpu = {s: med(r["agent_cpu_s"][s] for r in rounds) for s in SITES}
+        singles_cpu = {s: med(r["sqlite3_cpu_s"][s] for r in rounds) for s in SITES}
+        cpu_ratio = {s: med(r["agent_cpu_s"][s] / r["sqlite3_cpu_s"][s] for r in rounds)
+                     for s in SITES}
+        # On 2 shared cores no schedule finishes before half the sites' CPU.
+        floor = max(max(singles_cpu.values()), sum(singles_cpu.values()) / 2)
         results["sqlite"] = {"persons_per_site": PERSONS, "federated_s": fed,
                              "direct_sequential_s": seq, "slowest_site_s": slow,
-                             "per_site_s": singles, "ratio_vs_slowest": fed / slow,
-                             "ratio_vs_sequential": fed / seq, "sql": direct_sql}
+                             "per_site_s": singles, "ratio_vs_slowest": ratio_slow,
+                             "ratio_vs_sequential": ratio_seq, "sql": direct_sql,
+                             "agent_cpu_s": agent_cpu, "sqlite3_cpu_s": singles_cpu,
+                             "cpu_ratio_agent_vs_sqlite3": cpu_ratio,
+                             "two_core_floor_s": floor, "rounds": rounds}
         log("(a) sqlite 4 x %d: federated %.3f s; sqlite3 sequential %.3f s; slowest site "
-            "%.3f s; federated/slowest %.2f; federated/sequential %.2f"
-            % (PERSONS, fed, seq, slow, fed / slow, fed / seq))
+            "%.3f s; federated/slowest %.2f; federated/sequential %.2f (medians of %d "
+            "interleaved rounds, load %.1f)"
+            % (PERSONS, fed, seq, slow, ratio_slow, ratio_seq, len(rounds),
+               os.getloadavg()[0]))
+        log("(a) CPU per site, agent (whole query) / sqlite3 (count statement): %s; "
+            "2-core floor %.2f s = %.2f x the slowest site's CPU"
+            % (", ".join("%s %.2f/%.2f s = %.2f" % (s, agent_cpu[s], singles_cpu[s], cpu_ratio[s])
+                         for s in SITES), floor, floor / max(singles_cpu.values())))
     finally:
         sb.down()
 
@@ -300,7 +379,8 @@ def bench_pg(results):
                  for s in SITES}
         sb = fed_up({"site-%s" % s: site_file(s) for s in SITES}, extra)
         fed = median_of(lambda: cli_query(sb, "omop_pg"))
-        direct_sql = "SET search_path TO cdm;\n" + capture_sql(sb, "site-a", "postgres") + ";"
+        direct_sql = ("SET search_path TO cdm;\n" +
+                      count_only_sql(capture_sql(sb, "site-a", "postgres")) + ";")
         singles = {}
         for s in SITES:
             singles[s] = median_of(lambda s=s: pg.psql("site_%s" % s, stdin=direct_sql))
@@ -450,19 +530,29 @@ class WarmClient:
 
 
 def bench_warm(sb, results, n_sites=8):
+    """Warm-connection latency, and the CPU each daemon spends per query
+    (user+system from /proc, the machine-independent figure: the 2 cores
+    are shared with whatever else runs)."""
     text = ('spec { kind: KIND_COUNT project: "demo" dataset: "omop" '
             'cohort { all { domain: DOMAIN_CONDITION concepts: 201826 } } }')
+    pids = {s: sb.pid(s) for s in sb.sites}
+    coord = sb.pid("coordinator")
     c = WarmClient(sb, text)
     try:
         for _ in range(20):
             c.query(n_sites)
         lat = []
+        a0 = {s: proc_cpu_s(p) for s, p in pids.items()}
+        k0 = proc_cpu_s(coord)
         t0 = time.perf_counter()
         for _ in range(LATENCY_N * 5):
             t = time.perf_counter()
             c.query(n_sites)
             lat.append(time.perf_counter() - t)
         elapsed = time.perf_counter() - t0
+        agent_ms = statistics.mean((proc_cpu_s(p) - a0[s]) * 1000 / len(lat)
+                                   for s, p in pids.items())
+        coord_ms = (proc_cpu_s(coord) - k0) * 1000 / len(lat)
     finally:
         c.close()
     lat.sort()
@@ -470,9 +560,142 @@ def bench_warm(sb, results, n_sites=8):
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     results["latency_warm"] = {"agents": n_sites, "queries": len(lat), "p50_ms": p50 * 1000,
                                "p99_ms": p99 * 1000, "throughput_qps": len(lat) / elapsed,
-                               "concurrency": 1}
+                               "concurrency": 1, "agent_cpu_ms_per_query": agent_ms,
+                               "coordinator_cpu_ms_per_query": coord_ms,
+                               "load_avg_1m": os.getloadavg()[0]}
     log("(c) count across 8 agents, one warm analyst connection: p50 %.2f ms, p99 %.2f ms; "
-        "%.0f queries/s back to back" % (p50 * 1000, p99 * 1000, len(lat) / elapsed))
+        "%.0f queries/s back to back; CPU per query %.2f ms per agent, %.2f ms coordinator"
+        % (p50 * 1000, p99 * 1000, len(lat) / elapsed, agent_ms, coord_ms))
+
+
+# ---- (d) validate: 1,000,000 predictions at one site (issue 5) -------------------
+
+VALIDATE_ROWS = int(os.environ.get("BENCH_VALIDATE_ROWS", "1000000"))
+
+
+def validate_table():
+    """A cached SQLite predictions table of VALIDATE_ROWS rows: a logistic
+    score, a label drawn from it, a 10-level category column."""
+    import math
+    import random
+    import sqlite3
+    path = os.path.join(CACHE, "validate-%d.sqlite" % VALIDATE_ROWS)
+    if os.path.exists(path):
+        return path
+    os.makedirs(CACHE, exist_ok=True)
+    tmp = path + ".tmp"
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    rng = random.Random(2026)
+
+    def rows():
+        for pid in range(1, VALIDATE_ROWS + 1):
+            lp = rng.gauss(-1.3, 1.2)
+            y = 1 if rng.random() < 1 / (1 + math.exp(-(lp + rng.gauss(0, 0.7)))) else 0
+            yield pid, round(1 / (1 + math.exp(-lp)), 6), y, "g%d" % (pid % 10)
+    con = sqlite3.connect(tmp)
+    con.execute("CREATE TABLE predictions (person_id INTEGER, score REAL, label INTEGER, "
+                "grp TEXT)")
+    con.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?)", rows())
+    con.commit()
+    con.close()
+    os.replace(tmp, path)
+    return path
+
+
+def bench_validate(results):
+    """`validate` over VALIDATE_ROWS predictions at one site, end to end
+    through the CLI (coordinator, agent, disclosure, pooling), against the
+    sqlite3 shell reading the same two columns (SELECT score, label) to
+    /dev/null; both medians of REPEATS runs after a warm-up."""
+    path = validate_table()
+    sb = bench_sandbox(sites=1, persons=100, prefix="sdefed-bench-v-")
+    sb.up()
+    try:
+        site = sb.sites[0]
+        with open(sb.path("agent-%s.conf" % site), "a") as f:
+            f.write("\n[dataset preds]\ntype = table\nbackend = sqlite\npath = %s\n"
+                    "table = predictions\ncolumn.person_id = identifier\n"
+                    "column.score = score\ncolumn.label = label\ncolumn.grp = category\n" % path)
+        off = sb.log_size(site)
+        os.kill(sb.pid(site), 1)   # SIGHUP: reload the config
+        deadline = time.monotonic() + 30
+        while "configuration reloaded" not in sb.log_since(site, off):
+            if time.monotonic() > deadline:
+                raise RuntimeError("agent did not reload: %s" % sb.log_since(site, off)[-500:])
+            time.sleep(0.1)
+
+        import resource
+        pids = [sb.pid(site), sb.pid("coordinator")]
+        cpu = {}
+
+        def proc_cpu(pid):
+            # utime + stime of a daemon (all threads), in seconds
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        def children_cpu():
+            r = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return r.ru_utime + r.ru_stime
+
+        def run(by):
+            spec = {"kind": "validate", "project": "demo", "dataset": "preds",
+                    "validate": {"thresholds": [0.1, 0.2, 0.3, 0.5], "bins": 10, "by": by}}
+            c0 = [proc_cpu(p) for p in pids] + [children_cpu()]
+            res = sb.query(spec, timeout=600, proc_timeout=660)
+            c1 = [proc_cpu(p) for p in pids] + [children_cpu()]
+            # (agent, agent + coordinator + CLI)
+            cpu.setdefault(len(by), []).append((c1[0] - c0[0], sum(c1) - sum(c0)))
+            st = res["sites"][0]
+            if st["status"] != "ok" or not st["validations"][0]["released"]:
+                raise RuntimeError("validate failed: %s" % json.dumps(st)[:500])
+        plain = median_of(lambda: run([]))
+        by = median_of(lambda: run(["grp"]))
+        base_cpu = []
+
+        def baseline():
+            c0 = children_cpu()
+            subprocess.run(["sqlite3", path, "SELECT score, label FROM predictions"],
+                           stdout=subprocess.DEVNULL, check=True)
+            base_cpu.append(children_cpu() - c0)
+        base = median_of(baseline)
+    finally:
+        sb.down()
+    # medians without the warm-up run
+    cpu_plain = statistics.median(c[0] for c in cpu[0][1:])
+    cpu_by = statistics.median(c[0] for c in cpu[1][1:])
+    all_plain = statistics.median(c[1] for c in cpu[0][1:])
+    all_by = statistics.median(c[1] for c in cpu[1][1:])
+    cpu_base = statistics.median(base_cpu[1:])
+    results["validate"] = {"rows": VALIDATE_ROWS, "validate_s": plain, "validate_by_s": by,
+                           "sqlite3_select_s": base, "ratio": plain / base,
+                           "ratio_by": by / base, "agent_cpu_s": cpu_plain,
+                           "agent_cpu_by_s": cpu_by, "total_cpu_s": all_plain,
+                           "total_cpu_by_s": all_by, "sqlite3_cpu_s": cpu_base,
+                           "load_avg": os.getloadavg()[0],
+                           "target_s": 2.0}
+    log("(d) validate over %d predictions at one site (CLI end to end): %.2f s, with a "
+        "10-level `by` column %.2f s; sqlite3 SELECT score, label to /dev/null %.2f s; "
+        "ratio %.2f (%.2f with by); target < 2 s: %s"
+        % (VALIDATE_ROWS, plain, by, base, plain / base, by / base,
+           "met" if max(plain, by) < 2.0 else "NOT met"))
+    log("    CPU (user + system) per query: agent %.2f s (%.2f s with by), agent + "
+        "coordinator + CLI %.2f s (%.2f s with by), sqlite3 %.2f s: CPU ratio %.2f (%.2f); "
+        "load average %.1f" % (cpu_plain, cpu_by, all_plain, all_by, cpu_base,
+                               all_plain / cpu_base, all_by / cpu_base, os.getloadavg()[0]))
+
+
+def only_sections(argv):
+    """`run.py --only validate` (or sqlite, pg, latency; comma-separated):
+    the section letters to run, or None for all."""
+    names = {"sqlite": "a", "pg": "b", "latency": "c", "validate": "d"}
+    if "--only" not in argv:
+        return None
+    i = argv.index("--only")
+    if i + 1 >= len(argv) or not all(x in names for x in argv[i + 1].split(",")):
+        sys.exit("run.py: --only wants a comma list of %s" % ", ".join(sorted(names)))
+    return {names[x] for x in argv[i + 1].split(",")}
 
 
 def main():
@@ -482,6 +705,9 @@ def main():
                            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") *
                                            os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
                "repeats": REPEATS, "build": build_dir()}
+    only = only_sections(sys.argv[1:])
+    if only is not None:
+        SKIP.update({"a", "b", "c", "d"} - only)
     if "a" not in SKIP or "b" not in SKIP:
         generate_sites()
     if "a" not in SKIP:
@@ -490,6 +716,8 @@ def main():
         bench_pg(results)
     if "c" not in SKIP:
         bench_latency(results)
+    if "d" not in SKIP:
+        bench_validate(results)
     os.makedirs(CACHE, exist_ok=True)
     out = os.path.join(CACHE, "results.json")
     if SKIP and os.path.exists(out):   # keep the parts not run this time

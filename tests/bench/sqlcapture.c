@@ -3,7 +3,7 @@
  * The benchmark compares the federation against running "the same SQL"
  * directly with sqlite3 / psql. The agent's statements are longer than a
  * log line, so run.py starts the agents with this shim preloaded: it wraps
- * sqlite3_prepare_v2 (and the sqlite3_bind_* calls that follow it) and
+ * sqlite3_prepare_v2/_v3 (and the sqlite3_bind_* calls that follow it) and
  * PQsendQueryParams, appends each statement and its parameters to the file
  * named by $SDEFED_SQL_CAPTURE (records end with a form feed line), and
  * calls the real function. Benchmarks run one query at a time, so a
@@ -48,6 +48,21 @@ int sqlite3_prepare_v2(sqlite3 *db, const char *sql, int n, sqlite3_stmt **st, c
             RTLD_NEXT, "sqlite3_prepare_v2");
     record("sqlite", sql, 0, NULL);
     return real(db, sql, n, st, tail);
+}
+
+/* The agent prepares dataset statements with sqlite3_prepare_v3 (to keep
+ * them in its statement cache); a cached statement is prepared, and so
+ * recorded, once per connection. */
+int sqlite3_prepare_v3(sqlite3 *db, const char *sql, int n, unsigned int flags,
+                       sqlite3_stmt **st, const char **tail)
+{
+    static int (*real)(sqlite3 *, const char *, int, unsigned int, sqlite3_stmt **,
+                       const char **);
+    if (!real)
+        real = (int (*)(sqlite3 *, const char *, int, unsigned int, sqlite3_stmt **,
+                        const char **))dlsym(RTLD_NEXT, "sqlite3_prepare_v3");
+    record("sqlite", sql, 0, NULL);
+    return real(db, sql, n, flags, st, tail);
 }
 
 static void record_bind(int idx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -25,6 +25,7 @@
 
 #include <sqlite3.h>
 
+#include "db.h"
 #include "query.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
@@ -119,7 +120,12 @@ static Sdefed__QueryResult *run(Sdefed__QuerySpec *spec)
     req.requester = (char *)"analyst";
     req.deadline_unix_ms = 0;
     req.spec = spec;
-    return query_run(&cfg, &req, NULL);
+    Sdefed__QueryResult *r = query_run(&cfg, &req, NULL);
+    /* Dataset connections are pooled (db_sqlite.c): close the idle one so
+     * every run opens the dataset afresh (its allocations are tortured too)
+     * and leaves nothing allocated behind. */
+    db_sqlite_pool_drain();
+    return r;
 }
 
 #endif

@@ -41,6 +41,7 @@
 #include <sqlite3.h>
 
 #include "agent.h"
+#include "db.h"
 #include "disclosure/ledger.h"
 #include "governance/audit.h"
 #include "governance/governance.h"
@@ -565,12 +566,25 @@ static Sdefed__QueryResult *run_plain(Sdefed__QuerySpec *spec, const char *qid)
 }
 
 /* For N = 1, 2, ...: fail the Nth matching call of kind k (burst calls), until
- * a run never reaches call N. Returns how many runs hit the fault. */
-static long torture_dataset(fault_kind k, long burst, Sdefed__QuerySpec *spec,
+ * a run never reaches call N. Returns how many runs hit the fault. Dataset
+ * connections are pooled (db_sqlite.c): `warm` runs each faulted query on a
+ * pooled connection with its cached statements (a clean query first puts
+ * one in the pool), otherwise the pool is drained so the query opens the
+ * file afresh. */
+static long torture_dataset(fault_kind k, long burst, bool warm, Sdefed__QuerySpec *spec,
                             const uint8_t *base, size_t base_len)
 {
     long n, hit = 0;
     for (n = 1; n < 5000; n++) {
+        db_sqlite_pool_drain();
+        if (warm) {
+            Sdefed__QueryResult *w = run_plain(spec, "q-warm");
+            assert_non_null(w);
+            if (w->status != SDEFED__SITE_STATUS__SITE_OK || !same_bytes(w, base, base_len))
+                fail_msg("dataset %s: a clean query after a faulted one (call %ld) is not "
+                         "the baseline", fault_name[k], n - 1);
+            query_result_free(w);
+        }
         fault_arm(k, "omop.sqlite", n, burst);
         Sdefed__QueryResult *r = run_plain(spec, "q-fault");
         long fired = F.fired;
@@ -624,13 +638,25 @@ static void dataset_faults_fail_cleanly(void **st)
         { FAULT_OPEN, 1 },       { FAULT_OPEN, LONG_MAX },  { FAULT_READ, 1 },
         { FAULT_READ, LONG_MAX }, { FAULT_BUSY, 1 },         { FAULT_BUSY, 3 },
     };
-    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
-        long hit = torture_dataset(plan[i].k, plan[i].burst, spec, base, base_len);
-        if (plan[i].k != FAULT_BUSY || plan[i].burst == 1)
-            assert_true(hit > 0);   /* the fault was really reached */
-        print_message("dataset %s x%ld: %ld faulted runs\n", fault_name[plan[i].k],
-                      plan[i].burst == LONG_MAX ? -1 : plan[i].burst, hit);
+    for (int warm = 0; warm <= 1; warm++) {
+        for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+            long hit = torture_dataset(plan[i].k, plan[i].burst, warm, spec, base, base_len);
+            /* the fault was really reached (a warm connection opens nothing) */
+            if ((plan[i].k != FAULT_BUSY || plan[i].burst == 1) &&
+                !(warm && plan[i].k == FAULT_OPEN))
+                assert_true(hit > 0);
+            print_message("dataset %s x%ld (%s connection): %ld faulted runs\n",
+                          fault_name[plan[i].k], plan[i].burst == LONG_MAX ? -1 : plan[i].burst,
+                          warm ? "pooled" : "new", hit);
+        }
     }
+    /* after every fault, a clean query still gets the baseline */
+    Sdefed__QueryResult *after = run_plain(spec, "q-after");
+    assert_non_null(after);
+    assert_int_equal(after->status, SDEFED__SITE_STATUS__SITE_OK);
+    assert_true(same_bytes(after, base, base_len));
+    query_result_free(after);
+    db_sqlite_pool_drain();
     free(base);
     sdefed__query_spec__free_unpacked(spec, NULL);
 }

@@ -16,6 +16,7 @@ Against a running sandbox federation (deploy/sandbox up DIR ...):
 
     demo_surveillance.py --sdefed BIN --config CLIENT.conf --data DIR/data
                          [--signal-site site-b] [--relative-risk 4] [--json]
+                         [--report FILE.html]
 
 With --json it prints one JSON object (monitor id, first alert period,
 looks) instead of the tables, for tests. Exit status 0 when the monitor
@@ -50,7 +51,8 @@ class Cli:
         self.base = [sdefed, "--config", config]
 
     def run(self, *args, input=None, fmt="json"):
-        p = subprocess.run(self.base + list(args) + ["--format", fmt], input=input,
+        extra = ["--format", fmt] if fmt else []
+        p = subprocess.run(self.base + list(args) + extra, input=input,
                            capture_output=True, text=True, timeout=300)
         if p.returncode != 0:
             raise SystemExit("demo_surveillance: sdefed %s failed: %s"
@@ -67,6 +69,8 @@ def main(argv=None):
     ap.add_argument("--relative-risk", type=float, default=RELATIVE_RISK,
                     help="at the signal site from %s (1 = no signal)" % RISE_FROM)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--report", metavar="FILE.html",
+                    help="also write the monitor's HTML report (sdefed report --monitor)")
     a = ap.parse_args(argv)
     cli = Cli(a.sdefed, a.config)
     say = (lambda *x: None) if a.json else (lambda *x: print(*x, flush=True))
@@ -119,6 +123,9 @@ def main(argv=None):
                "alert_sites": alerts[0]["alert"]["sites"] if alerts else [],
                "looks": [{"period": l["period"], "signal": l["signal"],
                           "statistic": l["statistic"]} for l in show["looks"]]}
+    if a.report:
+        cli.run("report", "--monitor", mid, "-o", a.report, "--force", fmt=None)
+        summary["report"] = a.report
     if a.json:
         print(json.dumps(summary))
     else:
@@ -126,6 +133,9 @@ def main(argv=None):
         print(cli.run("alerts", fmt="table"))
         print("The rise was planted at %s for implants from %s; the monitor's first alert "
               "is for period %s." % (a.signal_site, RISE_FROM, first or "(none)"))
+        if a.report:
+            print("Wrote %s: observed vs expected events per quarter and the MaxSPRT statistic "
+                  "against its threshold, the alert marked." % a.report)
     return 0 if show["state"] in ("signalled", "done") else 1
 
 

@@ -3,6 +3,10 @@
 #
 # Called by `make deps` (and so by `make demo` / `make check`) before building;
 # `deps.sh fuzz` adds clang and its sanitizer/libFuzzer runtimes for `make fuzz`.
+# `deps.sh reference` adds R and pROC, the independent reference the validate
+# tests compare AUC / DeLong numbers with (they skip without it).
+# `deps.sh browser` adds headless Chromium, which tests/integration/test_report.py
+# uses to render an `sdefed report` and check the screenshot (it skips without it).
 # It only runs apt-get when something is missing, so it is cheap to call often.
 # Set SDEFED_NO_APT=1 to only report what is missing.
 set -eu
@@ -13,7 +17,9 @@ libcmocka-dev python3 xz-utils postgresql postgresql-contrib"
 for group in "$@"; do
     case "$group" in
     fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
-    *) echo "deps.sh: unknown group '$group' (known: fuzz)" >&2; exit 2 ;;
+    reference) PKGS="$PKGS r-base-core r-cran-proc" ;;
+    browser) PKGS="$PKGS chromium" ;;
+    *) echo "deps.sh: unknown group '$group' (known: fuzz, reference, browser)" >&2; exit 2 ;;
     esac
 done
 

@@ -344,6 +344,16 @@ class Sandbox:
             return self.cli_json(*args, input=inp, timeout=proc_timeout)
         return self.cli(*(args + ["--format", fmt]), input=inp, timeout=proc_timeout)
 
+    def query_many(self, specs, timeout=None, workers=1):
+        """Run each spec (dicts) with query(); returns the parsed results in
+        order. workers > 1 runs that many CLI processes at once (the
+        agent then sees the queries in no fixed order)."""
+        if workers <= 1:
+            return [self.query(s, timeout=timeout) for s in specs]
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            return list(ex.map(lambda s: self.query(s, timeout=timeout), specs))
+
     def sites_status(self):
         d = self.cli_json("sites")
         return {s["site"]: s for s in d["sites"]}
@@ -739,3 +749,31 @@ def true_counts(db_path, criterion, by):
         return out
     finally:
         con.close()
+
+
+# ---- predictions tables (issue 5; deploy/sandbox --predictions) -----------------
+
+def write_predictions_csv(path, rows, header=("person_id", "score", "label")):
+    """Write a predictions CSV for `deploy/sandbox --predictions`: header, then
+    rows (sequences in header order). Floats are written with repr(), so the
+    agent reads back exactly the doubles the test holds."""
+    import csv
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        for r in rows:
+            w.writerow([repr(v) if isinstance(v, float) else v for v in r])
+    return path
+
+
+def add_predictions_args(sb, mapping):
+    """Before sb.up(): give sites predictions tables, {site: csv path}; each
+    becomes the site's `[dataset preds]` (deploy/sandbox up --predictions)."""
+    for site, path in mapping.items():
+        sb.args += ["--predictions", "%s=%s" % (site, path)]
+
+
+def load_predictions(sb, site, path):
+    """Into a running sandbox: `deploy/sandbox predictions DIR SITE=FILE`
+    (loads the table, declares [dataset preds], waits for the reload)."""
+    return sb._sandbox("predictions", sb.dir, "%s=%s" % (site, path))

@@ -47,7 +47,7 @@ class DemoSurveillanceTest(unittest.TestCase):
         before = [l for l in r["looks"] if l["period"] < "2023-Q3"]
         self.assertEqual([l["period"] for l in before], ["2023-Q1", "2023-Q2"])
         self.assertTrue(all(l["signal"] == 0 for l in before), r)
-        self.assertIn("site-b", r["alert_sites"])
+        self.assertEqual(r["alert_sites"], ["site-b"])   # the site driving the signal, alone
 
     def test_no_rise_no_alert(self):
         r = run_demo(self.federation(), 1.0)

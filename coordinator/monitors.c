@@ -1350,6 +1350,43 @@ static void bind_band(sqlite3_stmt *st, int i, bool has, double v)
         sqlite3_bind_null(st, i);
 }
 
+/* What every new monitor needs before its INSERT: room under
+ * MON_MAX_MONITORS, a fresh random id, and the spec packed (*blob, *len)
+ * and as canonical JSON (*stext); the caller frees both. On failure the
+ * analyst has been sent the error and -1 is returned. */
+static int new_monitor_record(struct monitors *m, peer *p, uint64_t rid,
+                              const Sdefed__QuerySpec *spec, char id[32], uint8_t **blob,
+                              size_t *len, char **stext)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t count = MON_MAX_MONITORS;
+    if (sqlite3_prepare_v2(m->db, "SELECT COUNT(*) FROM monitors", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        count = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (count >= MON_MAX_MONITORS) {
+        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_UNAVAILABLE, "too many monitors");
+        return -1;
+    }
+    unsigned char rnd[4] = { 0 };
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        log_warn("RAND_bytes failed; monitor id less random");
+    snprintf(id, 32, "m-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    *len = sdefed__query_spec__get_packed_size(spec);
+    *blob = malloc(*len ? *len : 1);
+    json_t *sj = spec_to_json(spec);
+    *stext = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
+    json_decref(sj);
+    if (!*blob || !*stext) {
+        free(*blob);
+        free(*stext);
+        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    sdefed__query_spec__pack(spec, *blob);
+    return 0;
+}
+
 /* `monitor add` of a validate spec: a drift monitor (issue 6 item 3). */
 static void op_add_drift(struct monitors *m, peer *p, uint64_t rid, const Sdefed__MonitorRequest *q)
 {
@@ -1404,34 +1441,13 @@ static void op_add_drift(struct monitors *m, peer *p, uint64_t rid, const Sdefed
                         "monitor add: more than 600 periods between --from and --to");
         return;
     }
-    sqlite3_stmt *st = NULL;
-    int64_t count = MON_MAX_MONITORS;
-    if (sqlite3_prepare_v2(m->db, "SELECT COUNT(*) FROM monitors", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        count = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    st = NULL;
-    if (count >= MON_MAX_MONITORS) {
-        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_UNAVAILABLE, "too many monitors");
-        return;
-    }
-    unsigned char rnd[4] = { 0 };
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        log_warn("RAND_bytes failed; monitor id less random");
     char id[32];
-    snprintf(id, sizeof id, "m-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-    size_t len = sdefed__query_spec__get_packed_size(spec);
-    uint8_t *blob = malloc(len ? len : 1);
-    json_t *sj = spec_to_json(spec);
-    char *stext = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
-    json_decref(sj);
-    if (!blob || !stext) {
-        free(blob);
-        free(stext);
-        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_INTERNAL, "out of memory");
+    uint8_t *blob;
+    size_t len;
+    char *stext;
+    if (new_monitor_record(m, p, rid, spec, id, &blob, &len, &stext) != 0)
         return;
-    }
-    sdefed__query_spec__pack(spec, blob);
+    sqlite3_stmt *st = NULL;
     int rc = SDF_EDB;
     if (sqlite3_prepare_v2(m->db,
                            "INSERT INTO monitors (id, owner, created_ms, spec, spec_json, "
@@ -1531,34 +1547,13 @@ static void op_add(struct monitors *m, peer *p, uint64_t rid, const Sdefed__Moni
                         "cannot compute the critical value");
         return;
     }
-    sqlite3_stmt *st = NULL;
-    int64_t count = MON_MAX_MONITORS;
-    if (sqlite3_prepare_v2(m->db, "SELECT COUNT(*) FROM monitors", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        count = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (count >= MON_MAX_MONITORS) {
-        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_UNAVAILABLE, "too many monitors");
-        return;
-    }
-
-    unsigned char rnd[4] = { 0 };
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        log_warn("RAND_bytes failed; monitor id less random");
     char id[32];
-    snprintf(id, sizeof id, "m-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-    size_t len = sdefed__query_spec__get_packed_size(spec);
-    uint8_t *blob = malloc(len ? len : 1);
-    json_t *sj = spec_to_json(spec);
-    char *stext = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
-    json_decref(sj);
-    if (!blob || !stext) {
-        free(blob);
-        free(stext);
-        peer_send_error(p, rid, SDEFED__ERROR_CODE__ERR_INTERNAL, "out of memory");
+    uint8_t *blob;
+    size_t len;
+    char *stext;
+    if (new_monitor_record(m, p, rid, spec, id, &blob, &len, &stext) != 0)
         return;
-    }
-    sdefed__query_spec__pack(spec, blob);
+    sqlite3_stmt *st = NULL;
     rc = SDF_EDB;
     if (sqlite3_prepare_v2(m->db,
                            "INSERT INTO monitors (id, owner, created_ms, spec, spec_json, "

@@ -1,6 +1,7 @@
 /* coordinator/cli/client.c — one request/reply exchange with the coordinator. */
 #include "client.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <uv.h>
 
 #include "sdefed/conf.h"
+#include "sdefed/log.h"
 #include "sdefed/conn.h"
 #include "sdefed/pbcopy.h"
 #include "sdefed/tls.h"
@@ -166,4 +168,27 @@ int client_call(const client_config *cfg, Sdefed__Envelope *req, unsigned timeou
     else if (st.reply)
         sdefed__envelope__free_unpacked(st.reply, NULL);
     return st.rc;
+}
+
+int cli_die(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("sdefed: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int cli_config(const char *config_path, client_config *cfg)
+{
+    log_init("sdefed", NULL);
+    log_set_level(SDF_LOG_WARN);
+    if (!config_path)
+        return cli_die("no configuration: use --config FILE or set SDEFED_CONF");
+    char err[1024];
+    if (client_config_load(config_path, cfg, err, sizeof err) != 0)
+        return cli_die("%s", err);
+    return 0;
 }

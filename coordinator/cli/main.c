@@ -10,7 +10,6 @@
  * stderr), 2 usage.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -46,17 +45,6 @@ static void usage(FILE *f)
             "the config file comes from --config or $SDEFED_CONF\n");
 }
 
-static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int die(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("sdefed: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
 
 /* Read a whole file (or stdin for "-") up to SPEC_MAX_JSON bytes. */
 static char *read_spec(const char *path, size_t *len, char *err, size_t errlen)
@@ -151,7 +139,7 @@ int main(int argc, char **argv)
         case 'c': config_path = optarg; break;
         case 'f':
             if (out_format_parse(optarg, &fmt) != 0)
-                return die("unknown format '%s' (use table, json or csv)", optarg), 2;
+                return cli_die("unknown format '%s' (use table, json or csv)", optarg), 2;
             break;
         case 's': sites_arg = optarg; break;
         case 't': {
@@ -159,7 +147,7 @@ int main(int argc, char **argv)
             errno = 0;
             timeout_s = strtol(optarg, &end, 10);
             if (errno || *end || timeout_s < 1 || timeout_s > 86400)
-                return die("--timeout: expected 1..86400 seconds, got '%s'", optarg), 2;
+                return cli_die("--timeout: expected 1..86400 seconds, got '%s'", optarg), 2;
             timeout_given = true;
             break;
         }
@@ -175,15 +163,10 @@ int main(int argc, char **argv)
     int nargs = argc - optind - 1;
     char **args = argv + optind + 1;
 
-    /* Connection chatter is for daemons; the CLI reports problems itself. */
-    log_init("sdefed", NULL);
-    log_set_level(SDF_LOG_WARN);
-    if (!config_path)
-        return die("no configuration: use --config FILE or set SDEFED_CONF");
     client_config cfg;
     char err[1024];
-    if (client_config_load(config_path, &cfg, err, sizeof err) != 0)
-        return die("%s", err);
+    if (cli_config(config_path, &cfg) != 0)
+        return 1;
 
     Sdefed__Envelope req = SDEFED__ENVELOPE__INIT;
     Sdefed__SitesRequest sreq = SDEFED__SITES_REQUEST__INIT;
@@ -205,7 +188,7 @@ int main(int argc, char **argv)
         size_t len;
         char *text = read_spec(args[0], &len, err, sizeof err);
         if (!text)
-            return die("%s", err);
+            return cli_die("%s", err);
         protocol_query pq;
         int rc = protocol_read_query(text, len, &pq, err, sizeof err);
         spec = pq.spec;
@@ -223,11 +206,11 @@ int main(int argc, char **argv)
         }
         free(text);
         if (rc != 0)
-            return die("%s: %s", args[0], err);
+            return cli_die("%s: %s", args[0], err);
         if (sites_arg) {
             site_list = split_sites(sites_arg, &n_site_list);
             if (!site_list || n_site_list == 0)
-                return die("--sites: expected a comma-separated list of site ids");
+                return cli_die("--sites: expected a comma-separated list of site ids");
         }
         submit.spec = spec;
         submit.sites = site_list;
@@ -256,9 +239,9 @@ int main(int argc, char **argv)
     else if (reply->body_case == SDEFED__ENVELOPE__BODY_FEDERATED_RESULT)
         status = out_write_result(stdout, reply->federated_result, fmt);
     else
-        status = die("unexpected reply from the coordinator");
+        status = cli_die("unexpected reply from the coordinator");
     sdefed__envelope__free_unpacked(reply, NULL);
     if (fflush(stdout) != 0)
-        return die("cannot write output");
+        return cli_die("cannot write output");
     return status ? 1 : 0;
 }

@@ -21,7 +21,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,17 +35,6 @@
 
 #define MON_WAIT_MS 30000
 
-static int mdie(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int mdie(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("sdefed: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
 
 static void musage(FILE *f)
 {
@@ -291,7 +279,7 @@ static int render(const char *op, const char *text, out_format fmt)
     json_error_t je;
     json_t *j = json_loads(text, 0, &je);
     if (!j)
-        return mdie("the coordinator sent invalid JSON");
+        return cli_die("the coordinator sent invalid JSON");
     if (fmt == OUT_JSON) {
         char *t = json_dumps(j, JSON_INDENT(2));
         if (t)
@@ -396,11 +384,11 @@ int monitor_main(int argc, char **argv)
         case 'c': config_path = optarg; break;
         case 'f':
             if (out_format_parse(optarg, &fmt) != 0)
-                return mdie("unknown format '%s' (use table, json or csv)", optarg), 2;
+                return cli_die("unknown format '%s' (use table, json or csv)", optarg), 2;
             break;
         case 'e':
             if (monitor_parse_duration(optarg, &mr.every_ms) != 0)
-                return mdie("--every: expected a duration like 30s, 5m, 1d or 500ms, got '%s'",
+                return cli_die("--every: expected a duration like 30s, 5m, 1d or 500ms, got '%s'",
                             optarg), 2;
             every_given = true;
             break;
@@ -409,19 +397,19 @@ int monitor_main(int argc, char **argv)
             errno = 0;
             mr.expected_rate = strtod(optarg, &end);
             if (errno || *end || !(mr.expected_rate > 0.0))
-                return mdie("--expected: expected a positive rate per 1,000 person-years"), 2;
+                return cli_die("--expected: expected a positive rate per 1,000 person-years"), 2;
             break;
         case 'a':
             errno = 0;
             mr.alpha = strtod(optarg, &end);
             if (errno || *end || !(mr.alpha > 0.0) || mr.alpha > 0.5)
-                return mdie("--alpha: expected a number in (0, 0.5]"), 2;
+                return cli_die("--alpha: expected a number in (0, 0.5]"), 2;
             break;
         case 'l':
             errno = 0;
             mr.length = strtod(optarg, &end);
             if (errno || *end || !(mr.length > 0.0) || mr.length > 1000.0)
-                return mdie("--length: expected 0..1000 expected events"), 2;
+                return cli_die("--length: expected 0..1000 expected events"), 2;
             break;
         case 'P': mr.period = optarg; break;
         case 'F': mr.from = optarg; break;
@@ -432,7 +420,7 @@ int monitor_main(int argc, char **argv)
             errno = 0;
             double v = strtod(optarg, &end);
             if (errno || *end || end == optarg || !isfinite(v))
-                return mdie("%s: expected a number", names[ch - '1']), 2;
+                return cli_die("%s: expected a number", names[ch - '1']), 2;
             double *dst[] = { &mr.auc_min, &mr.auc_max, &mr.slope_min, &mr.slope_max };
             protobuf_c_boolean *has[] = { &mr.has_auc_min, &mr.has_auc_max, &mr.has_slope_min,
                                           &mr.has_slope_max };
@@ -463,15 +451,15 @@ int monitor_main(int argc, char **argv)
             mr.id = nargs == 2 ? args[1] : NULL;
         } else if (strcmp(op, "add") == 0 && nargs == 2) {
             if (!every_given)
-                return mdie("monitor add: --every DURATION is required"), 2;
+                return cli_die("monitor add: --every DURATION is required"), 2;
             size_t len;
             char *text = read_all(args[1], &len, err, sizeof err);
             if (!text)
-                return mdie("%s", err);
+                return cli_die("%s", err);
             int rc = spec_parse_json(text, len, &spec, err, sizeof err);
             free(text);
             if (rc != 0)
-                return mdie("%s: %s", args[1], err);
+                return cli_die("%s: %s", args[1], err);
             if (spec->kind == SDEFED__QUERY_KIND__KIND_VALIDATE) {
                 const char *miss = !mr.period ? "--period month|quarter|year"
                                    : !mr.from ? "--from YYYY-MM-DD"
@@ -482,11 +470,11 @@ int monitor_main(int argc, char **argv)
                                        : NULL;
                 if (miss) {
                     sdefed__query_spec__free_unpacked(spec, NULL);
-                    return mdie("monitor add: a drift monitor (validate spec) needs %s", miss), 2;
+                    return cli_die("monitor add: a drift monitor (validate spec) needs %s", miss), 2;
                 }
             } else if (spec->kind != SDEFED__QUERY_KIND__KIND_SURVEIL) {
                 sdefed__query_spec__free_unpacked(spec, NULL);
-                return mdie("%s: a monitor needs a spec of kind surveil or validate", args[1]);
+                return cli_die("%s: a monitor needs a spec of kind surveil or validate", args[1]);
             }
             mr.spec = spec;
         } else {
@@ -499,18 +487,11 @@ int monitor_main(int argc, char **argv)
     }
     mr.op = (char *)op;
 
-    log_init("sdefed", NULL);
-    log_set_level(SDF_LOG_WARN);
-    if (!config_path) {
-        if (spec)
-            sdefed__query_spec__free_unpacked(spec, NULL);
-        return mdie("no configuration: use --config FILE or set SDEFED_CONF");
-    }
     client_config cfg;
-    if (client_config_load(config_path, &cfg, err, sizeof err) != 0) {
+    if (cli_config(config_path, &cfg) != 0) {
         if (spec)
             sdefed__query_spec__free_unpacked(spec, NULL);
-        return mdie("%s", err);
+        return 1;
     }
     Sdefed__Envelope req = SDEFED__ENVELOPE__INIT;
     req.body_case = SDEFED__ENVELOPE__BODY_MONITOR_REQUEST;
@@ -520,15 +501,15 @@ int monitor_main(int argc, char **argv)
     if (spec)
         sdefed__query_spec__free_unpacked(spec, NULL);
     if (rc != 0)
-        return mdie("%s", err);
+        return cli_die("%s", err);
     int status;
     if (reply->body_case == SDEFED__ENVELOPE__BODY_MONITOR_REPLY && reply->monitor_reply->json)
         status = render(op, reply->monitor_reply->json, fmt);
     else
-        status = mdie("unexpected reply from the coordinator");
+        status = cli_die("unexpected reply from the coordinator");
     sdefed__envelope__free_unpacked(reply, NULL);
     if (fflush(stdout) != 0)
-        return mdie("cannot write output");
+        return cli_die("cannot write output");
     return status;
 }
 

@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,17 +261,6 @@ int report_render_monitor(svg_buf *b, const json_t *m)
 
 /* ---- command ---- */
 
-static int rdie(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int rdie(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("sdefed: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
 
 static void rusage(FILE *f)
 {
@@ -343,14 +331,14 @@ static int write_out(const char *path, const svg_buf *b, bool force)
 {
     if (strcmp(path, "-") == 0) {
         if (b->len && fwrite(b->data, 1, b->len, stdout) != b->len)
-            return rdie("cannot write to stdout");
-        return fflush(stdout) == 0 ? 0 : rdie("cannot write to stdout");
+            return cli_die("cannot write to stdout");
+        return fflush(stdout) == 0 ? 0 : cli_die("cannot write to stdout");
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), 0666);
     if (fd < 0) {
         if (errno == EEXIST)
-            return rdie("%s exists (use --force to overwrite it)", path);
-        return rdie("%s: %s", path, strerror(errno));
+            return cli_die("%s exists (use --force to overwrite it)", path);
+        return cli_die("%s: %s", path, strerror(errno));
     }
     size_t off = 0;
     while (off < b->len) {
@@ -360,12 +348,12 @@ static int write_out(const char *path, const svg_buf *b, bool force)
         if (w <= 0) {
             int e = errno;
             close(fd);
-            return rdie("%s: %s", path, strerror(e));
+            return cli_die("%s: %s", path, strerror(e));
         }
         off += (size_t)w;
     }
     if (close(fd) != 0)
-        return rdie("%s: %s", path, strerror(errno));
+        return cli_die("%s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -404,17 +392,13 @@ int report_main(int argc, char **argv)
     if (strcmp(out_path, "-") != 0 && !force) {
         struct stat st;
         if (lstat(out_path, &st) == 0)
-            return rdie("%s exists (use --force to overwrite it)", out_path);
+            return cli_die("%s exists (use --force to overwrite it)", out_path);
     }
 
-    log_init("sdefed", NULL);
-    log_set_level(SDF_LOG_WARN);
-    if (!config_path)
-        return rdie("no configuration: use --config FILE or set SDEFED_CONF");
     client_config cfg;
     char err[1024];
-    if (client_config_load(config_path, &cfg, err, sizeof err) != 0)
-        return rdie("%s", err);
+    if (cli_config(config_path, &cfg) != 0)
+        return 1;
 
     Sdefed__Envelope req = SDEFED__ENVELOPE__INIT;
     Sdefed__Fetch fetch = SDEFED__FETCH__INIT;
@@ -431,7 +415,7 @@ int report_main(int argc, char **argv)
     }
     Sdefed__Envelope *reply = NULL;
     if (client_call(&cfg, &req, REPORT_WAIT_MS, &reply, err, sizeof err) != 0)
-        return rdie("%s", err);
+        return cli_die("%s", err);
 
     svg_buf b;
     svg_buf_init(&b, REPORT_MAX_BYTES);
@@ -440,14 +424,14 @@ int report_main(int argc, char **argv)
         reply->monitor_reply->json) {
         json_t *m = json_loads(reply->monitor_reply->json, 0, NULL);
         if (!json_is_object(m))
-            status = rdie("the coordinator sent invalid JSON");
+            status = cli_die("the coordinator sent invalid JSON");
         else
             rc = report_render_monitor(&b, m);
         json_decref(m);
     } else if (!monitor_id && reply->body_case == SDEFED__ENVELOPE__BODY_FEDERATED_RESULT) {
         json_t *spec = NULL;
         if (spec_path && !(spec = load_spec(spec_path, reply->federated_result, err, sizeof err)))
-            status = rdie("--spec %s", err);
+            status = cli_die("--spec %s", err);
         if (status == 0) {
             if (!spec && reply->federated_result->spec)   /* stored with the result */
                 spec = spec_to_json(reply->federated_result->spec);
@@ -455,11 +439,11 @@ int report_main(int argc, char **argv)
         }
         json_decref(spec);
     } else {
-        status = rdie("unexpected reply from the coordinator");
+        status = cli_die("unexpected reply from the coordinator");
     }
     sdefed__envelope__free_unpacked(reply, NULL);
     if (status == 0 && rc != 0)
-        status = rdie("cannot render the report: %s", sdf_strerror(rc));
+        status = cli_die("cannot render the report: %s", sdf_strerror(rc));
     if (status == 0)
         status = write_out(out_path, &b, force);
     svg_buf_free(&b);

@@ -347,9 +347,8 @@ static int need_table(query_ctx *q, db_conn *db, const agent_dataset *ds, const 
     return 0;
 }
 
-/* Refuse ids not in the concept table (vocabulary codes, not patient data:
- * naming the first unknown one is fine). */
-static int check_ids(query_ctx *q, db_conn *db, const int64_t *ids, size_t n, const char *where)
+int cohort_check_concepts(query_ctx *q, db_conn *db, const int64_t *ids, size_t n,
+                          const char *where)
 {
     char list[160], sql[512];
     if (n == 0)
@@ -389,18 +388,18 @@ static int check_dataset(query_ctx *q, db_conn *db, const agent_dataset *ds, coh
             return err;
         ancestor = ancestor || cr->descendants || cr->exclude_descendants;
         const char *where = cp->crit[k].where;
-        if ((err = check_ids(q, db, cr->concepts, cr->n_concepts, where)) ||
-            (err = check_ids(q, db, cr->exclude, cr->n_exclude, where)) ||
-            (err = check_ids(q, db, cr->units, cr->n_units, where)))
+        if ((err = cohort_check_concepts(q, db, cr->concepts, cr->n_concepts, where)) ||
+            (err = cohort_check_concepts(q, db, cr->exclude, cr->n_exclude, where)) ||
+            (err = cohort_check_concepts(q, db, cr->units, cr->n_units, where)))
             return err;
     }
     if (spec->summary) {
         ancestor = ancestor || spec->summary->descendants;
         if (spec->summary->of == SDEFED__SUMMARY_OF__SUMMARY_MEASUREMENT &&
             ((err = need_table(q, db, ds, "measurement", "measurement data")) ||
-             (err = check_ids(q, db, spec->summary->concepts, spec->summary->n_concepts,
+             (err = cohort_check_concepts(q, db, spec->summary->concepts, spec->summary->n_concepts,
                               "summary")) ||
-             (err = check_ids(q, db, spec->summary->units, spec->summary->n_units, "summary"))))
+             (err = cohort_check_concepts(q, db, spec->summary->units, spec->summary->n_units, "summary"))))
             return err;
     }
     if (ancestor && (err = need_table(q, db, ds, "concept_ancestor",

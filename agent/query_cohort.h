@@ -91,6 +91,12 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what) SDF_MUSTCH
 
 void cohort_plan_free(cohort_plan *cp);
 
+/* Refuse (SDF_EREFUSED, reason naming the first unknown id and `where`)
+ * when any of ids[0..n) is not in the dataset's concept table: vocabulary
+ * codes, not patient data, so naming one is fine. 0 when all exist. */
+int cohort_check_concepts(query_ctx *q, db_conn *db, const int64_t *ids, size_t n,
+                          const char *where) SDF_MUSTCHECK;
+
 /* The level index of a stratum code in s; NULL and unmapped codes map to
  * the last level ("unknown"). */
 size_t cohort_level_index(const cohort_strat *s, const db_value *v);

@@ -276,43 +276,13 @@ static int term_domain_of(Sdefed__Domain d, term_domain *out)
     return SDF_EINVAL;
 }
 
-typedef struct ids_found {
-    int64_t id;
-    bool found;
-} ids_found;
-
-static int first_row(void *ctx, const db_value *cols, int ncols)
-{
-    ids_found *f = ctx;
-    if (ncols >= 1 && !cols[0].is_null) {
-        f->id = cols[0].i;
-        f->found = true;
-    }
-    return 1;
-}
-
-/* Refuse concept ids missing from the vocabulary (codes, not patient data). */
+/* Refuse concept ids missing from the vocabulary (the cohort compiler's
+ * check, naming the term). */
 static int check_ids(query_ctx *q, db_conn *db, const int64_t *ids, size_t n, size_t term)
 {
-    char list[160], sql[512];
-    if (n == 0)
-        return 0;
-    if (db_sql_int_list(db, 1, list, sizeof list) < 0)
-        return SDF_EOVERFLOW;
-    int w = snprintf(sql, sizeof sql,
-                     "SELECT j.value FROM (%s) j WHERE NOT EXISTS "
-                     "(SELECT 1 FROM concept c WHERE c.concept_id = j.value) LIMIT 1", list);
-    if (w < 0 || (size_t)w >= sizeof sql)
-        return SDF_EOVERFLOW;
-    db_param p = { .type = DB_PARAM_INT64_LIST, .list = ids, .n = n };
-    ids_found f = { 0, false };
-    int err = db_query(db, sql, &p, 1, first_row, &f);
-    if (err)
-        return err;
-    if (f.found)
-        return refuse(q, "unknown concept id %" PRId64 " in validate.scorecard.terms[%zu]", f.id,
-                      term);
-    return 0;
+    char where[48];
+    snprintf(where, sizeof where, "validate.scorecard.terms[%zu]", term);
+    return cohort_check_concepts(q, db, ids, n, where);
 }
 
 static int need_table(query_ctx *q, db_conn *db, const agent_dataset *ds, const char *table,

@@ -854,6 +854,17 @@ static void value_expr(db_conn *db, cohort_plan *cp, const char *age)
     ADD(&cp->sql, " ORDER BY %s %s, m.measurement_id %s LIMIT 1)", md.s, dir, dir);
 }
 
+/* COHORT_SELECT_COUNT_AND_PERSONS: close the tagged count SELECT and add
+ * the persons, a NULL for each stratum so the columns line up. */
+static int persons_branch(cohort_plan *cp)
+{
+    ADD(&cp->sql, ") AS t0\nUNION ALL SELECT 1, ");
+    for (size_t k = 0; k < cp->n_strata; k++)
+        ADD(&cp->sql, "NULL, ");
+    ADD(&cp->sql, "person_id FROM cohort");
+    return cp->sql.err;
+}
+
 int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
 {
     const Sdefed__QuerySpec *spec = cp->spec;
@@ -922,8 +933,9 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
 
     /* cohort: one row per person, at the earliest qualifying index day */
     bool person = co->n_sex > 0 || co->age;
-    ADD(&cp->sql, "cohort(person_id, index_day) AS (SELECT i.person_id, MIN(i.index_day) "
-                  "FROM ev i%s\nWHERE ",
+    bool both = what == COHORT_SELECT_COUNT_AND_PERSONS;
+    ADD(&cp->sql, "cohort(person_id, index_day) AS %s(SELECT i.person_id, MIN(i.index_day) "
+                  "FROM ev i%s\nWHERE ", both ? "MATERIALIZED " : "",
         person ? " LEFT JOIN person p ON p.person_id = i.person_id" : "");
     if (co->n_sex > 0) {
         size_t n = co->n_sex < 3 ? co->n_sex : 3;
@@ -959,9 +971,13 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
         ADD(&cp->sql, "SELECT DISTINCT person_id FROM cohort ORDER BY person_id");
         return cp->sql.err;
     }
+    if (both) {   /* the count statement's SELECT, tagged, then the persons */
+        ADD(&cp->sql, "SELECT 0, * FROM (");
+        what = COHORT_SELECT_COUNT;
+    }
     if (what == COHORT_SELECT_COUNT && cp->n_strata == 0) {
         ADD(&cp->sql, "SELECT COUNT(*) FROM cohort");
-        return cp->sql.err;
+        return both ? persons_branch(cp) : cp->sql.err;
     }
     char yr[600], age[800];
     if (year_of(db, "c.index_day", yr, sizeof yr) < 0 ||
@@ -1007,7 +1023,7 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
         for (size_t k = 0; k < cp->n_strata; k++)
             ADD(&cp->sql, "%ss%zu", k ? ", " : "", k);
     }
-    return cp->sql.err;
+    return both ? persons_branch(cp) : cp->sql.err;
 }
 
 /* ---- planning ---- */

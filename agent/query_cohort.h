@@ -77,6 +77,11 @@ typedef enum {
     COHORT_SELECT_PERSONS = 2,   /* DISTINCT person_id ORDER BY person_id */
     COHORT_SELECT_VALUES = 3,    /* s0.., v for every cohort person with a non-NULL value
                                   * of spec->summary (summary kind) */
+    COHORT_SELECT_COUNT_AND_PERSONS = 4,
+    /* both, over one materialised cohort (differencing needs the persons;
+     * computing the cohort twice doubled a count's cost): rows
+     *   0, s0.., COUNT(*)   as COHORT_SELECT_COUNT, then
+     *   1, NULL.., person_id   one per cohort person, in no particular order */
 } cohort_select;
 
 /* Check spec (count or summary) against dataset ds open as db and plan it.

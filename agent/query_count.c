@@ -290,44 +290,10 @@ static int person_row(void *ctx, const db_value *cols, int ncols)
     return 0;
 }
 
-/* The cohort's distinct person ids, ascending, into q->persons: the same
- * statement as the unstratified count, with its final aggregate replaced. */
-static int cohort_persons(query_ctx *q, db_conn *db, cohort_plan *cp)
-{
-    int err = cohort_plan_sql(db, cp, COHORT_SELECT_PERSONS);
-    if (!err) {
-        free(q->persons);
-        q->persons = NULL;
-        q->n_persons = 0;
-        err = db_query(db, cp->sql.p, cp->params, cp->n_params, person_row, q);
-        if (err) {
-            free(q->persons);
-            q->persons = NULL;
-            q->n_persons = 0;
-        }
-    }
-    return err;
-}
-
-/* ---- issue 3 performance: the counts and the person ids in one statement ----
- *
- * Differencing needs the cohort's person ids as well as its counts. Run as
- * two statements, the whole cohort (the expensive part) is computed twice.
- * Both statements cohort_plan_sql() builds share the text and parameters up
- * to the end of the `cohort` CTE; only the final SELECT differs. So the
- * count statement's final SELECT and the person ids are put side by side,
- * tagged, over one materialised cohort:
- *
- *   WITH ..., cohort(person_id, index_day) AS MATERIALIZED (...)
- *   SELECT 0, * FROM (<the count SELECT>) AS t0
- *   UNION ALL SELECT 1, NULL, ..., person_id FROM cohort   -- a NULL per stratifier
- *
- * Rows tagged 0 are the grid rows (s0.., COUNT(*)), rows tagged 1 one
- * person id each (sorted and de-duplicated here). Where the two statements
- * do not have that shape, the two statements run as before. */
-
-#define PERSONS_TAIL "SELECT DISTINCT person_id FROM cohort ORDER BY person_id"
-#define COHORT_CTE_HEAD "cohort(person_id, index_day) AS ("
+/* ---- the counts and the person ids in one statement (issue 3 speed) ----
+ * Differencing needs the cohort's person ids as well as its counts; the
+ * cohort compiler's COHORT_SELECT_COUNT_AND_PERSONS computes the cohort
+ * once and returns both, tagged: 0 = a grid row, 1 = a person id. */
 
 typedef struct both_ctx {
     query_ctx *q;
@@ -353,69 +319,24 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static bool param_eq(const db_param *a, const db_param *b)
+/* Counts into g and the person ids into q->persons (ascending, distinct). */
+static int count_with_persons(query_ctx *q, db_conn *db, cohort_plan *cp, grid *g)
 {
-    return a->type == b->type && a->i == b->i && a->s == b->s && a->list == b->list &&
-           a->n == b->n && (a->d == b->d || (a->d != a->d && b->d != b->d));
-}
-
-/* Run the counts (into g) and, in the same statement, the person ids (into
- * q->persons, ascending, distinct). cp->sql holds the count statement on
- * entry. *ran is false when the statements do not have the shared shape
- * (nothing was run; cp->sql then holds the persons statement). */
-static int count_with_persons(query_ctx *q, db_conn *db, cohort_plan *cp, grid *g, bool *ran)
-{
-    *ran = false;
-    size_t n_count_params = cp->n_params;
-    size_t count_len = cp->sql.len;
-    char *count_sql = malloc(count_len + 1);
-    db_param *count_params = malloc((n_count_params ? n_count_params : 1) * sizeof *count_params);
-    sqlbuf both = { 0 };
-    int err = SDF_ENOMEM;
-    if (!count_sql || !count_params)
-        goto out;
-    memcpy(count_sql, cp->sql.p, count_len + 1);
-    if (n_count_params)
-        memcpy(count_params, cp->params, n_count_params * sizeof *count_params);
-
-    err = cohort_plan_sql(db, cp, COHORT_SELECT_PERSONS);
+    int err = cohort_plan_sql(db, cp, COHORT_SELECT_COUNT_AND_PERSONS);
     if (err)
-        goto out;
-    size_t tail_len = strlen(PERSONS_TAIL);
-    if (cp->sql.len < tail_len || strcmp(cp->sql.p + cp->sql.len - tail_len, PERSONS_TAIL) != 0)
-        goto out;   /* not the expected shape */
-    size_t prefix_len = cp->sql.len - tail_len;
-    if (count_len <= prefix_len || memcmp(count_sql, cp->sql.p, prefix_len) != 0 ||
-        cp->n_params > n_count_params)
-        goto out;
-    for (size_t k = 0; k < cp->n_params; k++)
-        if (!param_eq(&cp->params[k], &count_params[k]))
-            goto out;
-    /* the cohort CTE, exactly once, to be materialised */
-    char *head = strstr(count_sql, COHORT_CTE_HEAD);
-    if (!head || (size_t)(head - count_sql) >= prefix_len ||
-        strstr(head + 1, COHORT_CTE_HEAD))
-        goto out;
-    size_t head_end = (size_t)(head - count_sql) + strlen(COHORT_CTE_HEAD) - 1;   /* at "(" */
-    cohort_sql_add(&both, "%.*s", (int)head_end, count_sql);
-    cohort_sql_add(&both, "MATERIALIZED %.*s", (int)(prefix_len - head_end),
-                   count_sql + head_end);
-    cohort_sql_add(&both, "SELECT 0, * FROM (%s) AS t0\nUNION ALL SELECT 1, ",
-                   count_sql + prefix_len);
-    for (size_t k = 0; k < g->n_strata; k++)
-        cohort_sql_add(&both, "NULL, ");
-    cohort_sql_add(&both, "person_id FROM cohort");
-    if (both.err) {
-        err = both.err;
-        goto out;
-    }
-    *ran = true;
+        return err;
     free(q->persons);
     q->persons = NULL;
     q->n_persons = 0;
     both_ctx b = { .q = q, .g = g };
-    err = db_query(db, both.p, count_params, n_count_params, both_row, &b);
-    if (err == 0 && q->n_persons > 1) {
+    err = db_query(db, cp->sql.p, cp->params, cp->n_params, both_row, &b);
+    if (err) {
+        free(q->persons);
+        q->persons = NULL;
+        q->n_persons = 0;
+        return err;
+    }
+    if (q->n_persons > 1) {
         qsort(q->persons, q->n_persons, sizeof *q->persons, cmp_i64);
         size_t w = 1;
         for (size_t k = 1; k < q->n_persons; k++)
@@ -423,16 +344,7 @@ static int count_with_persons(query_ctx *q, db_conn *db, cohort_plan *cp, grid *
                 q->persons[w++] = q->persons[k];
         q->n_persons = w;
     }
-    if (err) {
-        free(q->persons);
-        q->persons = NULL;
-        q->n_persons = 0;
-    }
-out:
-    free(both.p);
-    free(count_sql);
-    free(count_params);
-    return err;
+    return 0;
 }
 
 int query_count_run(query_ctx *q, const agent_dataset *ds, const Sdefed__QuerySpec *spec,
@@ -473,26 +385,12 @@ int query_count_run(query_ctx *q, const agent_dataset *ds, const Sdefed__QuerySp
     /* The SQL holds placeholders only, never values: safe to log. */
     log_debug("count query on dataset %s: %zu parameters, %zu stratifiers: %s", ds->name,
               cp.n_params, cp.n_strata, cp.sql.p);
-    bool ran = false;
-    if (q->want_persons) {
-        err = count_with_persons(q, db, &cp, &g, &ran);
-        if (err)
-            goto out;
-        if (!ran)   /* fall back to two statements */
-            err = cohort_plan_sql(db, &cp, COHORT_SELECT_COUNT);
-        if (err)
-            goto out;
-    }
-    if (!ran) {
+    if (q->want_persons)
+        err = count_with_persons(q, db, &cp, &g);
+    else
         err = db_query(db, cp.sql.p, cp.params, cp.n_params, grid_row, &g);
-        if (err)
-            goto out;
-    }
-    if (q->want_persons && !ran) {
-        err = cohort_persons(q, db, &cp);
-        if (err)
-            goto out;
-    }
+    if (err)
+        goto out;
     if (spec->margins) {
         size_t n_cells = 0;
         err = cells_with_margins(q, &g, &res->cells, &n_cells);

@@ -17,9 +17,67 @@
 
 #include "sdefed/log.h"
 
+/* Statements kept per connection: the ledger runs the same dozen or so on
+ * every query, and parsing them each time was ~12 % of an agent's CPU. */
+#define LEDGER_KEPT_STMTS 24
+
 struct disc_ledger {
     sqlite3 *db;
+    struct {
+        const char *sql;       /* a string literal: compared by content */
+        sqlite3_stmt *st;
+    } kept[LEDGER_KEPT_STMTS];
+    size_t n_kept;
 };
+
+/* A prepared statement for sql (which must outlive the connection: every
+ * caller passes a literal). Kept statements are reused; release with
+ * stmt_put(), which resets the statement and clears its bindings (so no
+ * SQLITE_STATIC pointer outlives the call and no read transaction stays
+ * open). Returns an SQLite result code; *st is NULL unless SQLITE_OK. */
+static int stmt_get(disc_ledger *l, const char *sql, sqlite3_stmt **st)
+{
+    for (size_t i = 0; i < l->n_kept; i++) {
+        if (strcmp(l->kept[i].sql, sql) == 0) {
+            *st = l->kept[i].st;
+            return SQLITE_OK;
+        }
+    }
+    int rc = sqlite3_prepare_v3(l->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+        return rc;
+    }
+    if (l->n_kept < LEDGER_KEPT_STMTS) {
+        l->kept[l->n_kept].sql = sql;
+        l->kept[l->n_kept].st = *st;
+        l->n_kept++;
+    }
+    return SQLITE_OK;
+}
+
+/* Release a statement from stmt_get() (NULL is fine). */
+static void stmt_put(disc_ledger *l, sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < l->n_kept; i++) {
+        if (l->kept[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    }
+    stmt_put(l, st);
+}
+
+static void finalize_kept(disc_ledger *l)
+{
+    for (size_t i = 0; i < l->n_kept; i++)
+        sqlite3_finalize(l->kept[i].st);
+    l->n_kept = 0;
+}
 
 /* ---- site secret ---------------------------------------------------------- */
 
@@ -146,6 +204,7 @@ void disc_ledger_close(disc_ledger *l)
 {
     if (!l)
         return;
+    finalize_kept(l);
     sqlite3_close(l->db);
     free(l);
 }
@@ -181,7 +240,7 @@ static void rollback(disc_ledger *l)
 static int db_fail(disc_ledger *l, sqlite3_stmt *st)
 {
     log_error("disclosure ledger: %s", sqlite3_errmsg(l->db));
-    sqlite3_finalize(st);
+    stmt_put(l, st);
     rollback(l);
     return SDF_EDB;
 }
@@ -195,16 +254,15 @@ int disc_ledger_repeat(disc_ledger *l, const char *requester, const unsigned cha
     *refused = false;
     if (begin(l))
         return db_fail(l, NULL);
-    if (sqlite3_prepare_v2(l->db, "DELETE FROM repeats WHERE requester = ?1 AND at <= ?2", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (stmt_get(l, "DELETE FROM repeats WHERE requester = ?1 AND at <= ?2", &st) != SQLITE_OK)
         return db_fail(l, st);
     sqlite3_bind_text(st, 1, requester, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now_s - window_s);
     if (sqlite3_step(st) != SQLITE_DONE)
         return db_fail(l, st);
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(l->db, "SELECT COUNT(*) FROM repeats WHERE requester = ?1 AND "
-                                  "qhash = ?2 AND at > ?3", -1, &st, NULL) != SQLITE_OK)
+    stmt_put(l, st);
+    if (stmt_get(l, "SELECT COUNT(*) FROM repeats WHERE requester = ?1 AND "
+                    "qhash = ?2 AND at > ?3", &st) != SQLITE_OK)
         return db_fail(l, st);
     sqlite3_bind_text(st, 1, requester, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, qhash, 32, SQLITE_STATIC);
@@ -212,21 +270,20 @@ int disc_ledger_repeat(disc_ledger *l, const char *requester, const unsigned cha
     if (sqlite3_step(st) != SQLITE_ROW)
         return db_fail(l, st);
     int64_t seen = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    stmt_put(l, st);
     if (seen >= max) {
         *refused = true;
         rollback(l);
         return 0;
     }
-    if (sqlite3_prepare_v2(l->db, "INSERT INTO repeats(requester, qhash, at) VALUES(?1,?2,?3)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (stmt_get(l, "INSERT INTO repeats(requester, qhash, at) VALUES(?1,?2,?3)", &st) != SQLITE_OK)
         return db_fail(l, st);
     sqlite3_bind_text(st, 1, requester, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, qhash, 32, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now_s);
     if (sqlite3_step(st) != SQLITE_DONE)
         return db_fail(l, st);
-    sqlite3_finalize(st);
+    stmt_put(l, st);
     return commit(l);
 }
 
@@ -357,11 +414,9 @@ static int trim(disc_ledger *l, int kind, const char *owner, int64_t keep, int64
 {
     sqlite3_stmt *st = NULL;
     int64_t b_at = INT64_MIN, b_id = 0;
-    if (sqlite3_prepare_v2(l->db,
-                           "SELECT at, id FROM cohorts WHERE owner_kind = ?1 AND owner = ?2 "
-                           "ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?3",
-                           -1, &st, NULL) != SQLITE_OK) {
-        sqlite3_finalize(st);
+    if (stmt_get(l, "SELECT at, id FROM cohorts WHERE owner_kind = ?1 AND owner = ?2 "
+                    "ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?3", &st) != SQLITE_OK) {
+        stmt_put(l, st);
         return SDF_EDB;
     }
     sqlite3_bind_int(st, 1, kind);
@@ -372,7 +427,7 @@ static int trim(disc_ledger *l, int kind, const char *owner, int64_t keep, int64
         b_at = sqlite3_column_int64(st, 0);
         b_id = sqlite3_column_int64(st, 1);
     }
-    sqlite3_finalize(st);
+    stmt_put(l, st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return SDF_EDB;
     static const char *const sql[2] = {
@@ -383,8 +438,8 @@ static int trim(disc_ledger *l, int kind, const char *owner, int64_t keep, int64
     };
     for (int k = 0; k < 2; k++) {
         st = NULL;
-        if (sqlite3_prepare_v2(l->db, sql[k], -1, &st, NULL) != SQLITE_OK) {
-            sqlite3_finalize(st);
+        if (stmt_get(l, sql[k], &st) != SQLITE_OK) {
+            stmt_put(l, st);
             return SDF_EDB;
         }
         sqlite3_bind_int(st, 1, kind);
@@ -393,7 +448,7 @@ static int trim(disc_ledger *l, int kind, const char *owner, int64_t keep, int64
         sqlite3_bind_int64(st, 4, b_at);
         sqlite3_bind_int64(st, 5, b_id);
         rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SDF_EDB;
-        sqlite3_finalize(st);
+        stmt_put(l, st);
         if (rc)
             return rc;
     }
@@ -410,16 +465,13 @@ static int check_kept(disc_ledger *l, const char *requester, const char *project
                       int64_t cutoff, disc_cohort_stats *stats, bool *refused)
 {
     sqlite3_stmt *st = NULL, *get = NULL;
-    if (sqlite3_prepare_v2(l->db,
-                           "SELECT c.id, s.sketch FROM cohorts c LEFT JOIN cohort_sketches s "
-                           "ON s.id = c.id WHERE c.at > ?1 AND ((c.owner_kind = 1 AND "
-                           "c.owner = ?2) OR (c.owner_kind = 2 AND c.owner = ?3)) "
-                           "AND c.n > ?4 AND c.n < ?5",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(l->db, "SELECT persons FROM cohorts WHERE id = ?1", -1, &get,
-                           NULL) != SQLITE_OK) {
-        sqlite3_finalize(st);
-        sqlite3_finalize(get);
+    if (stmt_get(l, "SELECT c.id, s.sketch FROM cohorts c LEFT JOIN cohort_sketches s "
+                    "ON s.id = c.id WHERE c.at > ?1 AND ((c.owner_kind = 1 AND "
+                    "c.owner = ?2) OR (c.owner_kind = 2 AND c.owner = ?3)) "
+                    "AND c.n > ?4 AND c.n < ?5", &st) != SQLITE_OK ||
+        stmt_get(l, "SELECT persons FROM cohorts WHERE id = ?1", &get) != SQLITE_OK) {
+        stmt_put(l, st);
+        stmt_put(l, get);
         return SDF_EDB;
     }
     sqlite3_bind_int64(st, 1, cutoff);
@@ -458,8 +510,8 @@ static int check_kept(disc_ledger *l, const char *requester, const char *project
     }
     if (!err && rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = SDF_EDB;
-    sqlite3_finalize(st);
-    sqlite3_finalize(get);
+    stmt_put(l, st);
+    stmt_put(l, get);
     return err;
 }
 
@@ -518,9 +570,8 @@ int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *proje
     for (size_t i = 0; i < n_sets; i++)
         for (int kind = OWNER_REQUESTER; kind <= OWNER_PROJECT; kind++) {
             const char *owner = kind == OWNER_REQUESTER ? requester : project;
-            if (sqlite3_prepare_v2(l->db,
-                                   "INSERT INTO cohorts(owner_kind, owner, at, n, persons) "
-                                   "VALUES(?1,?2,?3,?4,?5)", -1, &st, NULL) != SQLITE_OK)
+            if (stmt_get(l, "INSERT INTO cohorts(owner_kind, owner, at, n, persons) "
+                            "VALUES(?1,?2,?3,?4,?5)", &st) != SQLITE_OK)
                 goto dbfail;
             sqlite3_bind_int(st, 1, kind);
             sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
@@ -529,17 +580,16 @@ int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *proje
             sqlite3_bind_blob(st, 5, enc[i], (int)enclen[i], SQLITE_STATIC);
             if (sqlite3_step(st) != SQLITE_DONE)
                 goto dbfail;
-            sqlite3_finalize(st);
+            stmt_put(l, st);
             st = NULL;
-            if (sqlite3_prepare_v2(l->db,
-                                   "INSERT INTO cohort_sketches(id, sketch) VALUES(?1, ?2)", -1,
-                                   &st, NULL) != SQLITE_OK)
+            if (stmt_get(l, "INSERT INTO cohort_sketches(id, sketch) VALUES(?1, ?2)",
+                         &st) != SQLITE_OK)
                 goto dbfail;
             sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(l->db));
             sqlite3_bind_blob(st, 2, sk[i], DISC_SKETCH_BYTES, SQLITE_STATIC);
             if (sqlite3_step(st) != SQLITE_DONE)
                 goto dbfail;
-            sqlite3_finalize(st);
+            stmt_put(l, st);
             st = NULL;
         }
     for (int kind = OWNER_REQUESTER; kind <= OWNER_PROJECT; kind++)
@@ -550,7 +600,7 @@ int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *proje
     goto out;
 dbfail:
     log_error("disclosure ledger: %s", sqlite3_errmsg(l->db));
-    sqlite3_finalize(st);
+    stmt_put(l, st);
     if (in_tx)
         rollback(l);
     err = SDF_EDB;
@@ -579,16 +629,15 @@ static int spent_of(disc_ledger *l, const char *project, double *spent)
 {
     sqlite3_stmt *st = NULL;
     *spent = 0.0;
-    if (sqlite3_prepare_v2(l->db, "SELECT spent FROM dp_ledger WHERE project = ?1", -1, &st,
-                           NULL) != SQLITE_OK) {
-        sqlite3_finalize(st);
+    if (stmt_get(l, "SELECT spent FROM dp_ledger WHERE project = ?1", &st) != SQLITE_OK) {
+        stmt_put(l, st);
         return SDF_EDB;
     }
     sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         *spent = sqlite3_column_double(st, 0);
-    sqlite3_finalize(st);
+    stmt_put(l, st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : SDF_EDB;
 }
 
@@ -614,16 +663,15 @@ int disc_ledger_dp_spend(disc_ledger *l, const char *project, double epsilon, do
         rollback(l);
         return 0;
     }
-    if (sqlite3_prepare_v2(l->db,
-                           "INSERT INTO dp_ledger(project, spent) VALUES(?1, ?2) "
-                           "ON CONFLICT(project) DO UPDATE SET spent = excluded.spent",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (stmt_get(l, "INSERT INTO dp_ledger(project, spent) VALUES(?1, ?2) "
+                    "ON CONFLICT(project) DO UPDATE SET spent = excluded.spent",
+                    &st) != SQLITE_OK)
         return db_fail(l, st);
     sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 2, spent + epsilon);
     if (sqlite3_step(st) != SQLITE_DONE)
         return db_fail(l, st);
-    sqlite3_finalize(st);
+    stmt_put(l, st);
     *spent_after = spent + epsilon;
     return commit(l);
 }

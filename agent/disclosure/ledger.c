@@ -459,10 +459,12 @@ static int trim(disc_ledger *l, int kind, const char *owner, int64_t keep, int64
  * (younger than cutoff): *refused when some symmetric difference is
  * 1..min_cell-1. Kept cohorts whose size differs by min_cell or more, or
  * whose sketch already shows a difference of min_cell or more, are skipped
- * without decoding (both are exact lower bounds, so nothing is missed). */
+ * without decoding (both are exact lower bounds, so nothing is missed); so
+ * is one whose encoding is byte-identical to the new set's (difference 0). */
 static int check_kept(disc_ledger *l, const char *requester, const char *project,
-                      const int64_t *persons, size_t n, const unsigned char *sk, int64_t min_cell,
-                      int64_t cutoff, disc_cohort_stats *stats, bool *refused)
+                      const int64_t *persons, size_t n, const unsigned char *enc, size_t enclen,
+                      const unsigned char *sk, int64_t min_cell, int64_t cutoff,
+                      disc_cohort_stats *stats, bool *refused)
 {
     sqlite3_stmt *st = NULL, *get = NULL;
     if (stmt_get(l, "SELECT c.id, s.sketch FROM cohorts c LEFT JOIN cohort_sketches s "
@@ -487,8 +489,6 @@ static int check_kept(disc_ledger *l, const char *requester, const char *project
         if (sqlite3_column_bytes(st, 1) == DISC_SKETCH_BYTES &&
             disc_sketch_lower_bound(sk, sqlite3_column_blob(st, 1)) >= min_cell)
             continue;
-        if (stats)
-            stats->decoded++;
         sqlite3_reset(get);
         sqlite3_bind_int64(get, 1, sqlite3_column_int64(st, 0));
         if (sqlite3_step(get) != SQLITE_ROW) {
@@ -497,6 +497,15 @@ static int check_kept(disc_ledger *l, const char *requester, const char *project
         }
         const unsigned char *blob = sqlite3_column_blob(get, 0);
         size_t blen = (size_t)sqlite3_column_bytes(get, 0);
+        /* the same set encodes to the same bytes (a re-asked cohort): a
+         * difference of 0 without decoding */
+        if (blen == enclen && blob && memcmp(blob, enc, enclen) == 0) {
+            if (stats)
+                stats->identical++;
+            continue;
+        }
+        if (stats)
+            stats->decoded++;
         int64_t d = disc_personset_symdiff(persons, n, blob ? blob : (const unsigned char *)"",
                                            blen, min_cell);
         if (d < 0) {
@@ -559,8 +568,8 @@ int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *proje
     in_tx = true;
     int64_t cutoff = now_s - max_age_s;
     for (size_t i = 0; i < n_sets && !*refused; i++)
-        if (check_kept(l, requester, project, sets[i], ns[i], sk[i], min_cell, cutoff, stats,
-                       refused))
+        if (check_kept(l, requester, project, sets[i], ns[i], enc[i], enclen[i], sk[i],
+                       min_cell, cutoff, stats, refused))
             goto dbfail;
     if (*refused) {
         rollback(l);

@@ -92,14 +92,16 @@ int disc_ledger_cohort(disc_ledger *l, const char *requester, const char *projec
  * and nothing is recorded. Otherwise all are recorded (for requester and
  * for project) in one transaction and the lists trimmed to `keep`.
  * n_sets <= DISC_MAX_SETS. stats (may be NULL) gets how many kept cohorts
- * passed the size filter and how many of those had to be decoded (the
+ * passed the size filter, how many of those were the same set (identical
+ * encoding: difference 0, not decoded) and how many had to be decoded (the
  * rest were ruled out by their sketch). Returns 0, SDF_EINVAL, SDF_EDB or
  * SDF_ENOMEM. disc_ledger_cohort is this with one set. */
 #define DISC_MAX_SETS 8
 
 typedef struct disc_cohort_stats {
     int64_t candidates;   /* kept cohorts within min_cell persons in size */
-    int64_t decoded;      /* ... of which the sketch could not rule out */
+    int64_t identical;    /* ... of which were the same set as the new one */
+    int64_t decoded;      /* ... of the others, those the sketch could not rule out */
 } disc_cohort_stats;
 
 int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *project,

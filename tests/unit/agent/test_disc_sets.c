@@ -197,6 +197,20 @@ static void test_sketch_skips_unrelated_cohorts(void **state)
                                          &refused), 0);
     assert_true(refused);
     assert_true(st.decoded >= 1);
+    /* cohort 7 itself again: its two kept copies are recognised by their
+     * encoding (difference 0), nothing is decoded, nothing refused */
+    assert_int_equal(disc_ledger_cohorts(l, "ann", "p", (const int64_t *const[]){ s },
+                                         (size_t[]){ 2000 }, 1, 10, 201, 86400, 64, &st,
+                                         &refused), 0);
+    assert_false(refused);
+    assert_int_equal(st.identical, 2);
+    assert_int_equal(st.decoded, 0);
+    /* ... and the same set with one person swapped (difference 2) is refused */
+    s[1999] = 7 + 20 * 5000;
+    assert_int_equal(disc_ledger_cohorts(l, "ann", "p", (const int64_t *const[]){ s },
+                                         (size_t[]){ 2000 }, 1, 10, 202, 86400, 64, &st,
+                                         &refused), 0);
+    assert_true(refused);
     disc_ledger_close(l);
 }
 

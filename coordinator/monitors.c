@@ -42,6 +42,7 @@
 
 #include <jansson.h>
 
+#include "pool.h"
 #include "seqtest.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
@@ -78,6 +79,14 @@ struct run_ctx {
     char owner[64];
     int64_t period_index;
     char period[16];
+    /* Definitive answers (ok or refused) from earlier incomplete runs of
+     * this period: only the other sites are asked again, and these are
+     * merged in. Re-asking a site that has answered would count against its
+     * repeat limit and, once refused, lose its numbers from the look. */
+    Sdefed__FederatedResult **prev;            /* loaded from the store */
+    size_t n_prev;
+    const Sdefed__SiteResult **kept;           /* point into prev */
+    size_t n_kept;
     run_ctx *next;
 };
 
@@ -387,7 +396,70 @@ static void run_free(run_ctx *r)
             *pp = r->next;
             break;
         }
+    for (size_t i = 0; i < r->n_prev; i++)
+        sdefed__federated_result__free_unpacked(r->prev[i], NULL);
+    free(r->prev);
+    free(r->kept);
     free(r);
+}
+
+static bool definitive(const Sdefed__SiteResult *sr)
+{
+    return sr && (sr->status == SDEFED__SITE_STATUS__SITE_OK ||
+                  sr->status == SDEFED__SITE_STATUS__SITE_REFUSED);
+}
+
+/* Load the results of this period's earlier incomplete runs and keep, per
+ * site, its latest definitive answer (rc->kept). 0, or SDF_ENOMEM /
+ * SDF_EDB (then the whole period is asked again, as before). */
+static int load_earlier_answers(struct monitors *m, run_ctx *rc)
+{
+    sqlite3_stmt *st = NULL;
+    int err = 0;
+    if (sqlite3_prepare_v2(m->db, "SELECT query_id FROM monitor_runs WHERE monitor = ?1 AND "
+                                  "period = ?2 AND outcome = 'incomplete' AND query_id <> '' "
+                                  "ORDER BY rowid", -1, &st, NULL) != SQLITE_OK)
+        return SDF_EDB;
+    sqlite3_bind_text(st, 1, rc->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, rc->period, -1, SQLITE_STATIC);
+    while (err == 0 && sqlite3_step(st) == SQLITE_ROW) {
+        Sdefed__FederatedResult *r = NULL;
+        if (store_query_load(m->co->st, (const char *)sqlite3_column_text(st, 0), &r) != 0)
+            continue;   /* not stored (e.g. the coordinator stopped mid-query) */
+        Sdefed__FederatedResult **np = realloc(rc->prev, (rc->n_prev + 1) * sizeof *np);
+        const Sdefed__SiteResult **nk =
+            np ? realloc(rc->kept, (rc->n_kept + r->n_sites) * sizeof *nk) : NULL;
+        if (np)
+            rc->prev = np;
+        if (!np || !nk) {
+            sdefed__federated_result__free_unpacked(r, NULL);
+            err = SDF_ENOMEM;
+            break;
+        }
+        rc->kept = nk;
+        rc->prev[rc->n_prev++] = r;
+        for (size_t i = 0; i < r->n_sites; i++) {
+            const Sdefed__SiteResult *sr = r->sites[i];
+            if (!definitive(sr) || !sr->site)
+                continue;
+            size_t j = 0;
+            while (j < rc->n_kept && strcmp(rc->kept[j]->site, sr->site) != 0)
+                j++;
+            rc->kept[j] = sr;   /* a later answer replaces an earlier one */
+            if (j == rc->n_kept)
+                rc->n_kept++;
+        }
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+static bool kept_answer(const run_ctx *rc, const char *site)
+{
+    for (size_t j = 0; j < rc->n_kept; j++)
+        if (strcmp(rc->kept[j]->site, site) == 0)
+            return true;
+    return false;
 }
 
 static bool running(const struct monitors *m, const char *id)
@@ -967,6 +1039,47 @@ static void run_done(void *ctx, const Sdefed__FederatedResult *r, const char *er
         run_free(rc);
         return;
     }
+    /* this run's answers plus the definitive ones kept from earlier runs */
+    Sdefed__FederatedResult merged = *r;
+    Sdefed__SiteResult **sites = NULL;
+    bool pooled_here = false;
+    if (rc->n_kept > 0) {
+        sites = calloc(r->n_sites + rc->n_kept, sizeof *sites);
+        if (!sites) {
+            log_error("monitor %s: out of memory merging period %s", rc->id, rc->period);
+            record_run(m, rc->id, rc->period, r->query_id, "incomplete");
+            run_free(rc);
+            return;
+        }
+        size_t n = 0;
+        for (size_t j = 0; j < rc->n_kept; j++)
+            sites[n++] = (Sdefed__SiteResult *)rc->kept[j];
+        for (size_t i = 0; i < r->n_sites; i++)
+            if (r->sites[i] && !kept_answer(rc, r->sites[i]->site))
+                sites[n++] = r->sites[i];
+        merged.sites = sites;
+        merged.n_sites = n;
+        merged.n_pooled = 0;
+        merged.pooled = NULL;
+        merged.n_pooled_summaries = 0;
+        merged.pooled_summaries = NULL;
+        merged.n_pooled_surveil = 0;
+        merged.pooled_surveil = NULL;
+        merged.n_pooled_validations = 0;
+        merged.pooled_validations = NULL;
+        if (pool_result(&merged) != 0) {
+            log_error("monitor %s: out of memory pooling period %s", rc->id, rc->period);
+            pool_free_cells(&merged);
+            free(sites);
+            record_run(m, rc->id, rc->period, r->query_id, "incomplete");
+            run_free(rc);
+            return;
+        }
+        pooled_here = true;
+        log_info("monitor %s: period %s: %zu site answer(s) kept from earlier runs", rc->id,
+                 rc->period, rc->n_kept);
+        r = &merged;
+    }
     char why[256] = "";
     for (size_t i = 0; i < r->n_sites; i++) {
         const Sdefed__SiteResult *sr = r->sites[i];
@@ -981,6 +1094,9 @@ static void run_done(void *ctx, const Sdefed__FederatedResult *r, const char *er
         log_warn("monitor %s: period %s incomplete (%s); it will be asked again", rc->id,
                  rc->period, why);
         record_run(m, rc->id, rc->period, r->query_id, "incomplete");
+        if (pooled_here)
+            pool_free_cells(&merged);
+        free(sites);
         run_free(rc);
         return;
     }
@@ -996,6 +1112,9 @@ static void run_done(void *ctx, const Sdefed__FederatedResult *r, const char *er
                  rc->period);
     if (spec)
         sdefed__query_spec__free_unpacked(spec, NULL);
+    if (pooled_here)
+        pool_free_cells(&merged);
+    free(sites);
     run_free(rc);
 }
 
@@ -1092,8 +1211,30 @@ static void start_run(struct monitors *m, const char *id)
     *pt = to;
     Sdefed__Submit sub = SDEFED__SUBMIT__INIT;
     sub.spec = spec;
-    log_info("monitor %s: asking the sites for period %s (%s..%s)", id, label, from, to);
+    /* after incomplete runs: ask only the sites without a definitive answer */
+    const coord_config *cfg = &m->co->cfg;
+    char **ask = NULL;
+    if (k > 0 && load_earlier_answers(m, rc) == 0 && rc->n_kept > 0 &&
+        (ask = calloc(cfg->n_sites ? cfg->n_sites : 1, sizeof *ask)) != NULL) {
+        for (size_t i = 0; i < cfg->n_sites; i++)
+            if (!kept_answer(rc, cfg->sites[i].id))
+                ask[sub.n_sites++] = (char *)cfg->sites[i].id;
+        if (sub.n_sites > 0)
+            sub.sites = ask;
+    }
+    if (k > 0 && (sub.n_sites == 0 || !ask)) {
+        /* nothing kept (or every registered site has answered before: the
+         * registry changed) — ask everyone, as on a first run */
+        for (size_t i = 0; i < rc->n_prev; i++)
+            sdefed__federated_result__free_unpacked(rc->prev[i], NULL);
+        rc->n_prev = rc->n_kept = 0;
+        sub.n_sites = 0;
+        sub.sites = NULL;
+    }
+    log_info("monitor %s: asking %s for period %s (%s..%s)", id,
+             sub.n_sites ? "the sites without an answer" : "the sites", label, from, to);
     dispatch_submit_internal(m->co, mr.owner, &sub, run_done, rc);
+    free(ask);
     /* dispatch copied the spec: give back the unpacked strings before freeing */
     *pf = own_from;
     *pt = own_to;

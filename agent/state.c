@@ -13,6 +13,7 @@
 
 struct state {
     sqlite3 *db;
+    stmt_cache stmts;   /* statements run on every query (the audit log) */
 };
 
 /* Ordered migrations: migrations[i] takes user_version i to i+1. Append
@@ -189,6 +190,7 @@ int state_open(const char *state_dir, state **out, char *err, size_t errlen)
     }
     if (migrate(s->db, path, err, errlen) != 0)
         goto fail;
+    stmt_cache_init(&s->stmts, s->db);
     *out = s;
     return 0;
 fail:
@@ -201,8 +203,14 @@ void state_close(state *s)
 {
     if (!s)
         return;
+    stmt_cache_clear(&s->stmts);
     sqlite3_close(s->db);
     free(s);
+}
+
+stmt_cache *state_stmts(state *s)
+{
+    return &s->stmts;
 }
 
 sqlite3 *state_db(state *s)

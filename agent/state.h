@@ -25,6 +25,7 @@
 #include <sqlite3.h>
 
 #include "sdefed/err.h"
+#include "sdefed/stmt_cache.h"
 
 typedef struct state state;
 
@@ -40,6 +41,10 @@ void state_close(state *s);
 
 /* The SQLite handle, valid until state_close. Do not close it yourself. */
 sqlite3 *state_db(state *s);
+
+/* Statements kept on that handle (stmt_cache.h), for what runs on every
+ * query; valid until state_close. */
+stmt_cache *state_stmts(state *s);
 
 /* The schema version this program migrates to (for tests and `--version`). */
 int state_schema_version(void);

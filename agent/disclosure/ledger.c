@@ -16,67 +16,21 @@
 #include <sqlite3.h>
 
 #include "sdefed/log.h"
-
-/* Statements kept per connection: the ledger runs the same dozen or so on
- * every query, and parsing them each time was ~12 % of an agent's CPU. */
-#define LEDGER_KEPT_STMTS 24
+#include "sdefed/stmt_cache.h"
 
 struct disc_ledger {
     sqlite3 *db;
-    struct {
-        const char *sql;       /* a string literal: compared by content */
-        sqlite3_stmt *st;
-    } kept[LEDGER_KEPT_STMTS];
-    size_t n_kept;
+    stmt_cache stmts;   /* the ledger's statements, kept for the next query */
 };
 
-/* A prepared statement for sql (which must outlive the connection: every
- * caller passes a literal). Kept statements are reused; release with
- * stmt_put(), which resets the statement and clears its bindings (so no
- * SQLITE_STATIC pointer outlives the call and no read transaction stays
- * open). Returns an SQLite result code; *st is NULL unless SQLITE_OK. */
 static int stmt_get(disc_ledger *l, const char *sql, sqlite3_stmt **st)
 {
-    for (size_t i = 0; i < l->n_kept; i++) {
-        if (strcmp(l->kept[i].sql, sql) == 0) {
-            *st = l->kept[i].st;
-            return SQLITE_OK;
-        }
-    }
-    int rc = sqlite3_prepare_v3(l->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
-    if (rc != SQLITE_OK) {
-        sqlite3_finalize(*st);
-        *st = NULL;
-        return rc;
-    }
-    if (l->n_kept < LEDGER_KEPT_STMTS) {
-        l->kept[l->n_kept].sql = sql;
-        l->kept[l->n_kept].st = *st;
-        l->n_kept++;
-    }
-    return SQLITE_OK;
+    return stmt_cache_get(&l->stmts, sql, st);
 }
 
-/* Release a statement from stmt_get() (NULL is fine). */
 static void stmt_put(disc_ledger *l, sqlite3_stmt *st)
 {
-    if (!st)
-        return;
-    for (size_t i = 0; i < l->n_kept; i++) {
-        if (l->kept[i].st == st) {
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
-            return;
-        }
-    }
-    stmt_put(l, st);
-}
-
-static void finalize_kept(disc_ledger *l)
-{
-    for (size_t i = 0; i < l->n_kept; i++)
-        sqlite3_finalize(l->kept[i].st);
-    l->n_kept = 0;
+    stmt_cache_put(&l->stmts, st);
 }
 
 /* ---- site secret ---------------------------------------------------------- */
@@ -191,6 +145,7 @@ int disc_ledger_open(const char *state_dir, disc_ledger **out)
                      NULL) != SQLITE_OK ||
         sqlite3_exec(l->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
+    stmt_cache_init(&l->stmts, l->db);
     *out = l;
     return 0;
 fail:
@@ -204,7 +159,7 @@ void disc_ledger_close(disc_ledger *l)
 {
     if (!l)
         return;
-    finalize_kept(l);
+    stmt_cache_clear(&l->stmts);
     sqlite3_close(l->db);
     free(l);
 }

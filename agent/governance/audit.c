@@ -81,12 +81,12 @@ int audit_append_in_tx(state *s, const audit_entry *e, int64_t *seq_out,
                        char hash_out[AUDIT_HASH_HEX + 1])
 {
     sqlite3 *db = state_db(s);
+    stmt_cache *sc = state_stmts(s);   /* run on every query: kept prepared */
     sqlite3_stmt *st = NULL;
     int64_t seq = 1;
     char prev[AUDIT_HASH_HEX + 1];
     memcpy(prev, zero_hash, sizeof prev);
-    if (sqlite3_prepare_v2(db, "SELECT seq, hash FROM audit_head WHERE id = 1", -1, &st, NULL) !=
-        SQLITE_OK)
+    if (stmt_cache_get(sc, "SELECT seq, hash FROM audit_head WHERE id = 1", &st) != SQLITE_OK)
         goto dberr;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -96,7 +96,7 @@ int audit_append_in_tx(state *s, const audit_entry *e, int64_t *seq_out,
     } else if (rc != SQLITE_DONE) {
         goto dberr;
     }
-    sqlite3_finalize(st);
+    stmt_cache_put(sc, st);
     st = NULL;
 
     char seqs[24], tss[24];
@@ -119,12 +119,10 @@ int audit_append_in_tx(state *s, const audit_entry *e, int64_t *seq_out,
         free(bufs);
         return SDF_ENOMEM;
     }
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO audit(seq, ts_ms, event, query_id, requester, project,"
+    if (stmt_cache_get(sc, "INSERT INTO audit(seq, ts_ms, event, query_id, requester, project,"
                            " kind, spec_sha256, reason, release_sha256, signer, signature, actor,"
                            " prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-                           " ?11, ?12, ?13, ?14, ?15)",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           " ?11, ?12, ?13, ?14, ?15)", &st) != SQLITE_OK) {
         free(bufs);
         goto dberr;
     }
@@ -134,20 +132,19 @@ int audit_append_in_tx(state *s, const audit_entry *e, int64_t *seq_out,
         sqlite3_bind_text(st, i + 1, vals[i], -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 15, hash, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    stmt_cache_put(sc, st);
     st = NULL;
     free(bufs);
     if (rc != SQLITE_DONE)
         goto dberr;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO audit_head(id, seq, hash) VALUES (1, ?1, ?2)"
-                           " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (stmt_cache_get(sc, "INSERT INTO audit_head(id, seq, hash) VALUES (1, ?1, ?2)"
+                           " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq,"
+                           " hash = excluded.hash", &st) != SQLITE_OK)
         goto dberr;
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    stmt_cache_put(sc, st);
     if (rc != SQLITE_DONE)
         return log_error("audit: head: %s", sqlite3_errmsg(db)), SDF_EDB;
     if (seq_out)
@@ -157,7 +154,7 @@ int audit_append_in_tx(state *s, const audit_entry *e, int64_t *seq_out,
     return 0;
 dberr:
     log_error("audit: append: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
+    stmt_cache_put(sc, st);
     return SDF_EDB;
 }
 

@@ -23,12 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
-#include "query.h"
-
-static char tmpdir[256], dbpath[300];
-static agent_config cfg;
+#include "validate_fixture.h"
 
 #define N 200
 #define PID_BASE 7340031   /* distinctive identifier values */
@@ -38,105 +33,27 @@ static int label_of(int i)
     return i % 4 == 0 || i >= 150;
 }
 
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *e = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK) {
-        fprintf(stderr, "%s: %s\n", sql, e);
-        sqlite3_free(e);
-        fail();
-    }
-}
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sdefed-qv-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
-    snprintf(dbpath, sizeof dbpath, "%s/preds.sqlite", tmpdir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-    exec(db, "CREATE TABLE p (pid INTEGER, score REAL, y INTEGER, grp TEXT, mv TEXT)");
-    exec(db, "BEGIN");
+    sqlite3 *db = fixture_create("sdefed-qv");
     for (int i = 0; i < N; i++) {
         char sql[256];
         /* grp "small": rows 0..35 -> events 0,4,..,32 = 9, non-events 27 */
         snprintf(sql, sizeof sql, "INSERT INTO p VALUES (%d, %.17g, %d, '%s', 'v1')",
                  PID_BASE + i, (double)i / N, label_of(i),
                  i < 36 ? "small" : i < 100 ? "mid" : "big");
-        exec(db, sql);
+        fixture_exec(db, sql);
     }
     /* v2 rows: 30 rows, 3 events: a site withheld under model v2 */
     for (int i = 0; i < 30; i++) {
         char sql[256];
         snprintf(sql, sizeof sql, "INSERT INTO p VALUES (%d, %.17g, %d, 'big', 'v2')",
                  PID_BASE + 1000 + i, (double)i / 30, i % 10 == 0);
-        exec(db, sql);
+        fixture_exec(db, sql);
     }
-    exec(db, "COMMIT");
-    sqlite3_close(db);
-
-    memset(&cfg, 0, sizeof cfg);
-    disc_policy_default(&cfg.policy);   /* min_cell 10, rounding 5 */
-    agent_dataset *d = &cfg.datasets[0];
-    snprintf(d->name, sizeof d->name, "preds");
-    snprintf(d->type, sizeof d->type, "table");
-    snprintf(d->backend, sizeof d->backend, "sqlite");
-    snprintf(d->path, sizeof d->path, "%s", dbpath);
-    snprintf(d->table, sizeof d->table, "p");
-    const char *names[] = { "pid", "score", "y", "grp", "mv" };
-    agent_column_role roles[] = { AGENT_COL_IDENTIFIER, AGENT_COL_SCORE, AGENT_COL_LABEL,
-                                  AGENT_COL_CATEGORY, AGENT_COL_MODEL_VERSION };
-    for (size_t k = 0; k < 5; k++) {
-        snprintf(d->columns[k].name, sizeof d->columns[k].name, "%s", names[k]);
-        d->columns[k].role = roles[k];
-    }
-    d->n_columns = 5;
-    cfg.n_datasets = 1;
+    fixture_declare(db);
     return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    unlink(dbpath);
-    rmdir(tmpdir);
-    return 0;
-}
-
-typedef struct req_buf {
-    Sdefed__QueryRequest req;
-    Sdefed__QuerySpec spec;
-    Sdefed__ValidateSpec v;
-    double th[8];
-    char *by[2];
-} req_buf;
-
-static void req_init(req_buf *b)
-{
-    memset(b, 0, sizeof *b);
-    sdefed__query_request__init(&b->req);
-    sdefed__query_spec__init(&b->spec);
-    sdefed__validate_spec__init(&b->v);
-    b->req.query_id = "q-1";
-    b->req.spec = &b->spec;
-    b->spec.kind = SDEFED__QUERY_KIND__KIND_VALIDATE;
-    b->spec.project = "demo";
-    b->spec.dataset = "preds";
-    b->spec.validate = &b->v;
-    b->v.model_version = "v1";
-    b->v.thresholds = b->th;
-    b->v.by = b->by;
-}
-
-static Sdefed__QueryResult *run(req_buf *b, Sdefed__SiteStatus want)
-{
-    Sdefed__QueryResult *r = query_run(&cfg, &b->req, NULL);
-    assert_non_null(r);
-    if (r->status != want)
-        fprintf(stderr, "status %d reason %s\n", r->status, r->reason);
-    assert_int_equal(r->status, want);
-    return r;
 }
 
 static int64_t rnd5(int64_t n)
@@ -149,6 +66,7 @@ static void test_whole_site_and_cells(void **state)
     (void)state;
     req_buf b;
     req_init(&b);
+    b.v.model_version = "v1";
     b.th[0] = 0.5;
     b.v.n_thresholds = 1;
     Sdefed__QueryResult *r = run(&b, SDEFED__SITE_STATUS__SITE_OK);
@@ -203,6 +121,7 @@ static void test_close_threshold_withheld(void **state)
     (void)state;
     req_buf b;
     req_init(&b);
+    b.v.model_version = "v1";
     /* 0.5 and 0.52: rows 100..103 lie between; 1 event, 3 non-events */
     b.th[0] = 0.52;
     b.th[1] = 0.5;
@@ -229,6 +148,7 @@ static void test_small_subgroup_and_complement(void **state)
     (void)state;
     req_buf b;
     req_init(&b);
+    b.v.model_version = "v1";
     b.by[0] = "grp";
     b.v.n_by = 1;
     Sdefed__QueryResult *r = run(&b, SDEFED__SITE_STATUS__SITE_OK);
@@ -266,6 +186,7 @@ static void test_site_withheld_and_bins(void **state)
     (void)state;
     req_buf b;
     req_init(&b);
+    b.v.model_version = "v1";
     b.v.model_version = "v2";   /* 30 rows, 3 events */
     b.by[0] = "grp";
     b.v.n_by = 1;
@@ -277,6 +198,7 @@ static void test_site_withheld_and_bins(void **state)
     /* v1 with 20 bins of 10 rows: below 0.75 each bin has 2-3 events (withheld);
      * above, 10 events and 0 non-events (0 is not disclosive by default) */
     req_init(&b);
+    b.v.model_version = "v1";
     b.v.bins = 20;
     r = run(&b, SDEFED__SITE_STATUS__SITE_OK);
     Sdefed__Validation *v = r->validations[0];
@@ -295,6 +217,7 @@ static void test_site_withheld_and_bins(void **state)
 
     /* 2 bins: [0, .5) has 100 rows, 25 events; [.5, 1] 100 rows, 63 events */
     req_init(&b);
+    b.v.model_version = "v1";
     b.v.bins = 2;
     r = run(&b, SDEFED__SITE_STATUS__SITE_OK);
     v = r->validations[0];
@@ -312,6 +235,7 @@ static void test_refusals(void **state)
     (void)state;
     req_buf b;
     req_init(&b);
+    b.v.model_version = "v1";
     b.by[0] = "score";
     b.v.n_by = 1;
     Sdefed__QueryResult *r = run(&b, SDEFED__SITE_STATUS__SITE_REFUSED);
@@ -320,6 +244,7 @@ static void test_refusals(void **state)
     query_result_free(r);
 
     req_init(&b);
+    b.v.model_version = "v1";
     b.v.model_version = "v9";
     r = run(&b, SDEFED__SITE_STATUS__SITE_REFUSED);
     assert_non_null(strstr(r->reason, "no rows"));
@@ -329,6 +254,7 @@ static void test_refusals(void **state)
     cfg.policy.dp_epsilon = 1.0;
     cfg.policy.dp_budget = 10.0;
     req_init(&b);
+    b.v.model_version = "v1";
     r = run(&b, SDEFED__SITE_STATUS__SITE_REFUSED);
     query_result_free(r);
     cfg.policy = saved;
@@ -346,6 +272,7 @@ static void test_refusals(void **state)
     oc.criterion = &c;
     oc.window = &w;
     req_init(&b);
+    b.v.model_version = "v1";
     b.v.outcome = &oc;
     r = run(&b, SDEFED__SITE_STATUS__SITE_REFUSED);
     assert_non_null(strstr(r->reason, "no date column"));
@@ -353,6 +280,7 @@ static void test_refusals(void **state)
 
     /* a count over a table dataset is refused */
     req_init(&b);
+    b.v.model_version = "v1";
     b.spec.kind = SDEFED__QUERY_KIND__KIND_SUMMARY;
     b.spec.validate = NULL;
     r = query_run(&cfg, &b.req, NULL);

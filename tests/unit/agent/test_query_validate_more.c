@@ -24,13 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "metrics.h"
-#include "query.h"
-
-static char tmpdir[256], dbpath[300];
-static agent_config cfg;
+#include "validate_fixture.h"
 
 #define N 200
 #define PID_BASE 7340031
@@ -45,95 +40,27 @@ static double score_v2(int i)
     return (double)((7 * i) % N) / N;
 }
 
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *e = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK) {
-        fprintf(stderr, "%s: %s\n", sql, e);
-        sqlite3_free(e);
-        fail();
-    }
-}
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sdefed-qvm-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
-    snprintf(dbpath, sizeof dbpath, "%s/preds.sqlite", tmpdir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-    exec(db, "CREATE TABLE p (pid INTEGER, score REAL, y INTEGER, grp TEXT, mv TEXT)");
-    exec(db, "BEGIN");
+    sqlite3 *db = fixture_create("sdefed-qvm");
     for (int i = 0; i < N; i++) {
         char sql[256];
         const char *g = i < 36 ? "small" : "big";
         snprintf(sql, sizeof sql, "INSERT INTO p VALUES (%d, %.17g, %d, '%s', 'v1')",
                  PID_BASE + i, (double)i / N, label_of(i), g);
-        exec(db, sql);
+        fixture_exec(db, sql);
         snprintf(sql, sizeof sql, "INSERT INTO p VALUES (%d, %.17g, %d, '%s', 'v2')",
                  PID_BASE + i, score_v2(i), label_of(i), g);
-        exec(db, sql);
+        fixture_exec(db, sql);
     }
     /* v3: other persons only; v4: one person twice; v5: a label disagrees with v1 */
-    exec(db, "INSERT INTO p SELECT pid + 5000, score, y, grp, 'v3' FROM p WHERE mv = 'v1'");
-    exec(db, "INSERT INTO p SELECT pid, score, y, grp, 'v4' FROM p WHERE mv = 'v1'");
-    exec(db, "INSERT INTO p SELECT pid, score, y, grp, 'v4' FROM p WHERE mv = 'v1' LIMIT 1");
-    exec(db, "INSERT INTO p SELECT pid, score, 1 - y, grp, 'v5' FROM p WHERE mv = 'v1'");
-    exec(db, "COMMIT");
-    sqlite3_close(db);
-
-    memset(&cfg, 0, sizeof cfg);
-    disc_policy_default(&cfg.policy);   /* min_cell 10, rounding 5 */
-    agent_dataset *d = &cfg.datasets[0];
-    snprintf(d->name, sizeof d->name, "preds");
-    snprintf(d->type, sizeof d->type, "table");
-    snprintf(d->backend, sizeof d->backend, "sqlite");
-    snprintf(d->path, sizeof d->path, "%s", dbpath);
-    snprintf(d->table, sizeof d->table, "p");
-    const char *names[] = { "pid", "score", "y", "grp", "mv" };
-    agent_column_role roles[] = { AGENT_COL_IDENTIFIER, AGENT_COL_SCORE, AGENT_COL_LABEL,
-                                  AGENT_COL_CATEGORY, AGENT_COL_MODEL_VERSION };
-    for (size_t k = 0; k < 5; k++) {
-        snprintf(d->columns[k].name, sizeof d->columns[k].name, "%s", names[k]);
-        d->columns[k].role = roles[k];
-    }
-    d->n_columns = 5;
-    cfg.n_datasets = 1;
+    fixture_exec(db, "INSERT INTO p SELECT pid + 5000, score, y, grp, 'v3' FROM p WHERE mv = 'v1'");
+    fixture_exec(db, "INSERT INTO p SELECT pid, score, y, grp, 'v4' FROM p WHERE mv = 'v1'");
+    fixture_exec(db, "INSERT INTO p SELECT pid, score, y, grp, 'v4' FROM p WHERE mv = 'v1' LIMIT 1");
+    fixture_exec(db, "INSERT INTO p SELECT pid, score, 1 - y, grp, 'v5' FROM p WHERE mv = 'v1'");
+    fixture_declare(db);
     return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    unlink(dbpath);
-    rmdir(tmpdir);
-    return 0;
-}
-
-typedef struct req_buf {
-    Sdefed__QueryRequest req;
-    Sdefed__QuerySpec spec;
-    Sdefed__ValidateSpec v;
-    double th[8];
-    char *by[2];
-    char *cmp[2];
-} req_buf;
-
-static void req_init(req_buf *b)
-{
-    memset(b, 0, sizeof *b);
-    sdefed__query_request__init(&b->req);
-    sdefed__query_spec__init(&b->spec);
-    sdefed__validate_spec__init(&b->v);
-    b->req.query_id = "q-1";
-    b->req.spec = &b->spec;
-    b->spec.kind = SDEFED__QUERY_KIND__KIND_VALIDATE;
-    b->spec.project = "demo";
-    b->spec.dataset = "preds";
-    b->spec.validate = &b->v;
-    b->v.thresholds = b->th;
-    b->v.by = b->by;
 }
 
 static void compare(req_buf *b, char *a, char *v)
@@ -142,16 +69,6 @@ static void compare(req_buf *b, char *a, char *v)
     b->cmp[1] = v;
     b->v.compare_versions = b->cmp;
     b->v.n_compare_versions = 2;
-}
-
-static Sdefed__QueryResult *run(req_buf *b, Sdefed__SiteStatus want)
-{
-    Sdefed__QueryResult *r = query_run(&cfg, &b->req, NULL);
-    assert_non_null(r);
-    if (r->status != want)
-        fprintf(stderr, "status %d reason %s\n", r->status, r->reason);
-    assert_int_equal(r->status, want);
-    return r;
 }
 
 static void no_identifier(const Sdefed__QueryResult *r)

@@ -21,6 +21,10 @@
  *          SELECT i.person_id, MIN(i.index_day) FROM ev i LEFT JOIN person p ON ...
  *          WHERE <sex> AND <age at index> AND <observation period> AND <expression>
  *          GROUP BY i.person_id)
+ *
+ * When nothing reads index_day (needs_index_day), ev is `SELECT DISTINCT
+ * e.person_id, NULL ...` and cohort has no GROUP BY: no event's date is
+ * converted.
  *   SELECT ...                                 -- count / persons / values
  *
  * The expression is AND/OR/NOT over criterion predicates. A criterion with a
@@ -865,6 +869,36 @@ static int persons_branch(cohort_plan *cp)
     return cp->sql.err;
 }
 
+/* Whether anything in the statement reads index_day: age at index, the
+ * observation requirement, a windowed criterion, an age band / year /
+ * quarter stratifier, or any statement other than a count's. When nothing
+ * does, the index events are just DISTINCT person ids: converting every
+ * event's date to a day number is most of a simple count's time (the same
+ * persons qualify either way; MIN only picked which day). */
+static bool needs_index_day(const cohort_plan *cp, cohort_select what)
+{
+    const Sdefed__Cohort *co = cp->spec->cohort;
+    /* PERSONS callers (surveil, scorecard) splice their own SELECT that
+     * reads c.index_day onto the cohort CTE */
+    if (what != COHORT_SELECT_COUNT && what != COHORT_SELECT_COUNT_AND_PERSONS)
+        return true;
+    if (co->age || co->observation)
+        return true;
+    for (size_t k = 0; k < cp->n_crit; k++)
+        if (cp->crit[k].cr->window)
+            return true;
+    for (size_t k = 0; k < cp->n_strata; k++)
+        switch (cp->strata[k].kind) {
+        case SDEFED__STRATIFIER__STRAT_AGE_BAND:
+        case SDEFED__STRATIFIER__STRAT_YEAR:
+        case SDEFED__STRATIFIER__STRAT_QUARTER:
+            return true;
+        default:
+            break;
+        }
+    return false;
+}
+
 int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
 {
     const Sdefed__QuerySpec *spec = cp->spec;
@@ -898,17 +932,23 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
         ADD(&cp->sql, " GROUP BY f.person_id),\n");
     }
 
-    /* ev: index events (or the rows to test without an index) */
+    /* ev: index events (or the rows to test without an index); without
+     * `day`, one row per person (every branch below is DISTINCT or person) */
     size_t d = cp->driver;
+    bool day = needs_index_day(cp, what);
     if (cp->has_index) {
         const cohort_crit *ix = &cp->crit[cp->index_crit];
         char edate[160];
         snprintf(edate, sizeof edate, "e.%s", ix->dm->date_col);
-        bool first = co->index_event != SDEFED__INDEX_EVENT__INDEX_ALL;
+        bool first = co->index_event != SDEFED__INDEX_EVENT__INDEX_ALL && day;
         dayx ed = DAY(db, edate);
         bool drives = d == cp->index_crit || d == NO_DRIVER;
-        ADD(&cp->sql, "ev(person_id, index_day) AS (SELECT %se.person_id, %s%s%s",
-            first ? "" : "DISTINCT ", first ? "MIN(" : "", ed.s, first ? ")" : "");
+        if (day)
+            ADD(&cp->sql, "ev(person_id, index_day) AS (SELECT %se.person_id, %s%s%s",
+                first ? "" : "DISTINCT ", first ? "MIN(" : "", ed.s, first ? ")" : "");
+        else
+            ADD(&cp->sql, "ev(person_id, index_day) AS (SELECT DISTINCT e.person_id, "
+                          "CAST(NULL AS INTEGER)");
         events_from(cp, cp->index_crit, "e", drives);
         event_filters(db, cp, cp->index_crit, "e", drives ? CS_JOINED : CS_PLUS);
         if (!drives) {
@@ -919,23 +959,23 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
         }
         ADD(&cp->sql, "%s),\n", first ? " GROUP BY e.person_id" : "");
     } else if (d != NO_DRIVER) {
-        const cohort_crit *dc = &cp->crit[d];
-        (void)dc;
         ADD(&cp->sql, "ev(person_id, index_day) AS (SELECT DISTINCT f.person_id, "
                       "CAST(NULL AS INTEGER)");
         events_from(cp, d, "f", true);
         event_filters(db, cp, d, "f", CS_JOINED);
         ADD(&cp->sql, "),\n");
     } else {
-        ADD(&cp->sql, "ev(person_id, index_day) AS (SELECT p.person_id, CAST(NULL AS INTEGER) "
-                      "FROM person p),\n");
+        /* DISTINCT: person_id is the key, but nothing in a site's file enforces it */
+        ADD(&cp->sql, "ev(person_id, index_day) AS (SELECT %sp.person_id, CAST(NULL AS INTEGER) "
+                      "FROM person p),\n", day ? "" : "DISTINCT ");
     }
 
     /* cohort: one row per person, at the earliest qualifying index day */
     bool person = co->n_sex > 0 || co->age;
     bool both = what == COHORT_SELECT_COUNT_AND_PERSONS;
-    ADD(&cp->sql, "cohort(person_id, index_day) AS %s(SELECT i.person_id, MIN(i.index_day) "
+    ADD(&cp->sql, "cohort(person_id, index_day) AS %s(SELECT i.person_id, %s "
                   "FROM ev i%s\nWHERE ", both ? "MATERIALIZED " : "",
+        day ? "MIN(i.index_day)" : "i.index_day",
         person ? " LEFT JOIN person p ON p.person_id = i.person_id" : "");
     if (co->n_sex > 0) {
         size_t n = co->n_sex < 3 ? co->n_sex : 3;
@@ -965,7 +1005,7 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
             P(db, p_int(cp, co->observation->post_days)).s);
     }
     expression(db, cp);
-    ADD(&cp->sql, "\nGROUP BY i.person_id)\n");
+    ADD(&cp->sql, day ? "\nGROUP BY i.person_id)\n" : ")\n");
 
     if (what == COHORT_SELECT_PERSONS) {
         ADD(&cp->sql, "SELECT DISTINCT person_id FROM cohort ORDER BY person_id");

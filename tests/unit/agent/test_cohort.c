@@ -175,6 +175,38 @@ static void test_exclude_with_descendants(void **state)
     query_result_free(r);
 }
 
+/* Counts that read no index day (no window, age, observation or
+ * date stratifier) are compiled without converting any event's date: the
+ * same persons must qualify, whether the index is the first or every event. */
+static void test_counts_without_index_day(void **state)
+{
+    (void)state;
+#define TMPL_NODAY(EVENT)                                                             \
+        "{\"kind\":\"count\",\"project\":\"p\",\"dataset\":\"omop\",\"cohort\":{"   \
+        "\"index\":{\"domain\":\"drug\",\"concepts\":[1001],\"descendants\":true" EVENT "}," \
+        "\"sex\":[\"female\",\"unknown\"],"                                            \
+        "\"all\":[{\"domain\":\"condition\",\"concepts\":[2001],\"descendants\":true},"  \
+        "{\"not\":{\"domain\":\"drug\",\"concepts\":[3001]}}]},\"by\":[\"sex\"]}"
+    static const int d3001[] = { 3001 };
+    int64_t want_f = 0, want_u = 0;
+    for (int p = 1; p <= NP; p++) {
+        if (first_day(p, 'd', NSAID, 3) == INT32_MAX ||
+            first_day(p, 'c', BLEED, 2) == INT32_MAX || first_day(p, 'd', d3001, 1) != INT32_MAX)
+            continue;
+        want_f += P[p].gender == 8532;
+        want_u += P[p].gender != 8532 && P[p].gender != 8507;
+    }
+    assert_true(want_f > 5);
+    for (int every = 0; every < 2; every++) {
+        Sdefed__QueryResult *r = run_ok(every ? TMPL_NODAY(",\"event\":\"all\"") : TMPL_NODAY(""));
+        assert_int_equal(cell_value(r, "female", NULL), want_f);
+        assert_int_equal(cell_value(r, "male", NULL) > 0 ? 1 : 0, 0);
+        assert_int_equal(total(r), want_f + want_u);
+        query_result_free(r);
+    }
+#undef TMPL_NODAY
+}
+
 static void test_any_not_death(void **state)
 {
     (void)state;
@@ -445,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_window_after_index_by_sex),
         cmocka_unit_test(test_index_event_all_vs_first),
         cmocka_unit_test(test_exclude_with_descendants),
+        cmocka_unit_test(test_counts_without_index_day),
         cmocka_unit_test(test_any_not_death),
         cmocka_unit_test(test_first_only),
         cmocka_unit_test(test_age_sex_observation),

@@ -415,14 +415,18 @@ static int trim(disc_ledger *l, int kind, const char *owner, int64_t keep, int64
  * 1..min_cell-1. Kept cohorts whose size differs by min_cell or more, or
  * whose sketch already shows a difference of min_cell or more, are skipped
  * without decoding (both are exact lower bounds, so nothing is missed); so
- * is one whose encoding is byte-identical to the new set's (difference 0). */
+ * is one whose encoding is byte-identical to the new set's (difference 0).
+ * same[owner_kind - 1] gets the id of such an identical kept cohort (0 if
+ * none), which the caller refreshes instead of keeping the set twice. */
 static int check_kept(disc_ledger *l, const char *requester, const char *project,
                       const int64_t *persons, size_t n, const unsigned char *enc, size_t enclen,
                       const unsigned char *sk, int64_t min_cell, int64_t cutoff,
-                      disc_cohort_stats *stats, bool *refused)
+                      disc_cohort_stats *stats, int64_t same[2], bool *refused)
 {
     sqlite3_stmt *st = NULL, *get = NULL;
-    if (stmt_get(l, "SELECT c.id, s.sketch FROM cohorts c LEFT JOIN cohort_sketches s "
+    same[0] = same[1] = 0;
+    if (stmt_get(l, "SELECT c.id, s.sketch, c.owner_kind FROM cohorts c "
+                    "LEFT JOIN cohort_sketches s "
                     "ON s.id = c.id WHERE c.at > ?1 AND ((c.owner_kind = 1 AND "
                     "c.owner = ?2) OR (c.owner_kind = 2 AND c.owner = ?3)) "
                     "AND c.n > ?4 AND c.n < ?5", &st) != SQLITE_OK ||
@@ -457,6 +461,9 @@ static int check_kept(disc_ledger *l, const char *requester, const char *project
         if (blen == enclen && blob && memcmp(blob, enc, enclen) == 0) {
             if (stats)
                 stats->identical++;
+            int kind = sqlite3_column_int(st, 2);
+            if (kind == OWNER_REQUESTER || kind == OWNER_PROJECT)
+                same[kind - 1] = sqlite3_column_int64(st, 0);
             continue;
         }
         if (stats)
@@ -486,6 +493,7 @@ int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *proje
 {
     sqlite3_stmt *st = NULL;
     unsigned char **enc = NULL, (*sk)[DISC_SKETCH_BYTES] = NULL;
+    int64_t (*same)[2] = NULL;
     size_t *enclen = NULL;
     int err = SDF_ENOMEM;
     bool in_tx = false;
@@ -499,7 +507,8 @@ int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *proje
     enc = calloc(n_sets, sizeof *enc);
     enclen = calloc(n_sets, sizeof *enclen);
     sk = calloc(n_sets, sizeof *sk);
-    if (!enc || !enclen || !sk)
+    same = calloc(n_sets, sizeof *same);
+    if (!enc || !enclen || !sk || !same)
         goto out;
     for (size_t i = 0; i < n_sets; i++) {
         if ((err = disc_personset_encode(sets[i], ns[i], &enc[i], &enclen[i])))
@@ -524,16 +533,30 @@ int disc_ledger_cohorts(disc_ledger *l, const char *requester, const char *proje
     int64_t cutoff = now_s - max_age_s;
     for (size_t i = 0; i < n_sets && !*refused; i++)
         if (check_kept(l, requester, project, sets[i], ns[i], enc[i], enclen[i], sk[i],
-                       min_cell, cutoff, stats, refused))
+                       min_cell, cutoff, stats, same[i], refused))
             goto dbfail;
     if (*refused) {
         rollback(l);
         err = 0;
         goto out;
     }
+    /* A set already kept for this owner is refreshed (its age restarts),
+     * not kept twice: re-asking a cohort neither grows the checks nor
+     * pushes other cohorts out of the `keep` newest. */
     for (size_t i = 0; i < n_sets; i++)
         for (int kind = OWNER_REQUESTER; kind <= OWNER_PROJECT; kind++) {
             const char *owner = kind == OWNER_REQUESTER ? requester : project;
+            if (same[i][kind - 1]) {
+                if (stmt_get(l, "UPDATE cohorts SET at = ?1 WHERE id = ?2", &st) != SQLITE_OK)
+                    goto dbfail;
+                sqlite3_bind_int64(st, 1, now_s);
+                sqlite3_bind_int64(st, 2, same[i][kind - 1]);
+                if (sqlite3_step(st) != SQLITE_DONE)
+                    goto dbfail;
+                stmt_put(l, st);
+                st = NULL;
+                continue;
+            }
             if (stmt_get(l, "INSERT INTO cohorts(owner_kind, owner, at, n, persons) "
                             "VALUES(?1,?2,?3,?4,?5)", &st) != SQLITE_OK)
                 goto dbfail;
@@ -574,6 +597,7 @@ out:
     free(enc);
     free(enclen);
     free(sk);
+    free(same);
     return err;
 }
 

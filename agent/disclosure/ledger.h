@@ -79,8 +79,10 @@ int disc_ledger_repeat(disc_ledger *l, const char *requester, const unsigned cha
 /* Differencing: compare a cohort (distinct person ids, ascending) with the
  * cohorts kept for requester or for project (younger than max_age_s). If
  * any has a symmetric difference of 1..min_cell-1 persons, *refused is set
- * and nothing is recorded. Otherwise the cohort is recorded for both, and
- * each list is trimmed to `keep` entries. Returns 0, SDF_EDB, SDF_ENOMEM. */
+ * and nothing is recorded. Otherwise the cohort is recorded for both (one
+ * already kept for an owner, the same set, gets its time refreshed instead
+ * of a second copy, so `keep` counts distinct cohorts), and each list is
+ * trimmed to `keep` entries. Returns 0, SDF_EDB, SDF_ENOMEM. */
 int disc_ledger_cohort(disc_ledger *l, const char *requester, const char *project,
                        const int64_t *persons, size_t n, int64_t min_cell, int64_t now_s,
                        int64_t max_age_s, int64_t keep, bool *refused) SDF_MUSTCHECK;

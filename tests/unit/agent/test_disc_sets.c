@@ -284,6 +284,56 @@ static int64_t count_rows(const char *sql)
     return n;
 }
 
+/* A re-asked cohort is kept once, its time refreshed: repeating one set
+ * can no longer push an earlier cohort out of the `keep` newest (before,
+ * asking B `keep` times forgot A, and A minus one person was then
+ * answered), and the kept list (what every check reads) does not grow. */
+static void test_reasked_cohort_kept_once(void **state)
+{
+    (void)state;
+    disc_ledger *l;
+    assert_int_equal(disc_ledger_open(dir, &l), 0);
+    static int64_t a[300], b[300];
+    for (int i = 0; i < 300; i++) {
+        a[i] = i;
+        b[i] = 100000 + i;
+    }
+    bool refused;
+    disc_cohort_stats st;
+    const int64_t *sa[1] = { a }, *sb[1] = { b };
+    size_t na[1] = { 300 }, nb[1] = { 300 };
+    assert_int_equal(disc_ledger_cohorts(l, "eve", "p", sa, na, 1, 10, 100, 86400, 4, &st,
+                                         &refused), 0);
+    assert_false(refused);
+    for (int k = 0; k < 10; k++) {
+        assert_int_equal(disc_ledger_cohorts(l, "eve", "p", sb, nb, 1, 10, 101 + k, 86400, 4,
+                                             &st, &refused), 0);
+        assert_false(refused);
+        /* A's two copies (requester's and project's; same size, ruled out
+         * by their sketch) and, once kept, B's two: the same set */
+        assert_int_equal(st.candidates, k == 0 ? 2 : 4);
+        assert_int_equal(st.identical, k == 0 ? 0 : 2);
+    }
+    disc_ledger_close(l);
+    assert_int_equal(count_rows("SELECT COUNT(*) FROM cohorts"), 4);
+    assert_int_equal(count_rows("SELECT COUNT(*) FROM cohort_sketches"), 4);
+    assert_int_equal(count_rows("SELECT MAX(at) FROM cohorts"), 110);
+    /* A is still kept: A minus one person is refused */
+    assert_int_equal(disc_ledger_open(dir, &l), 0);
+    assert_int_equal(disc_ledger_cohort(l, "eve", "p", a + 1, 299, 10, 120, 86400, 4, &refused),
+                     0);
+    assert_true(refused);
+    /* a refreshed cohort ages from its last release: B, re-asked at 110,
+     * is still checked at 110 + max_age - 1 (A, kept at 100, is gone) */
+    assert_int_equal(disc_ledger_cohort(l, "eve", "p", b + 1, 299, 10, 110 + 3599, 3600, 4,
+                                        &refused), 0);
+    assert_true(refused);
+    assert_int_equal(disc_ledger_cohort(l, "eve", "p", a + 1, 299, 10, 110 + 3599, 3600, 4,
+                                        &refused), 0);
+    assert_false(refused);
+    disc_ledger_close(l);
+}
+
 static void test_trim_keeps_newest(void **state)
 {
     (void)state;
@@ -413,6 +463,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sketch_skips_unrelated_cohorts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_schema_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_keeps_newest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reasked_cohort_kept_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard_separator, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,7 +53,13 @@
  * interleaved runs: 0.62 s against 0.56 s), 8 MiB 4 %; pages come from the
  * mmap window or the OS page cache anyway. */
 #define SQLITE_CACHE_KIB 2000
-#define SQLITE_MMAP_BYTES ((long long)256 << 20)
+/* The mmap window: as much of the file as SQLite allows (Debian's build
+ * caps it at 0x7fff0000). A pooled connection keeps its mapping, so a
+ * warm query reads pages without a pread copy each: on the 1M-person
+ * benchmark statement, 2 GiB against 256 MiB took 8 % less wall time and
+ * half the system time (same warm connection, best of 4: 0.526 s against
+ * 0.571 s). Mapped pages are the OS page cache, not the agent's heap. */
+#define SQLITE_MMAP_BYTES ((long long)0x7fff0000)
 /* How long to wait for a writer's lock before giving up. */
 #define SQLITE_BUSY_MS 2000
 /* Idle connections kept (process-wide) and for how long. */

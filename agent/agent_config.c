@@ -6,10 +6,12 @@
  */
 #include "agent_config.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "db_pg.h"
 #include "governance/governance.h"
@@ -59,6 +61,25 @@ static const conf_key agent_keys[] = {
 };
 
 /* issue 5: a table or column name of a `type = table` dataset. */
+/* `parallel = auto`: a connection per online CPU, at most 4 (beyond that
+ * a count's parts mostly wait on each other's memory traffic). */
+static unsigned parallel_auto(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 4 ? 4 : (unsigned)n;
+}
+
+static int parse_int(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || errno || *end || v < min || v > max)
+        return SDF_EINVAL;
+    *out = v;
+    return 0;
+}
+
 static bool table_ident_valid(const char *s)
 {
     size_t n = 0;
@@ -147,6 +168,8 @@ static int dataset_section(void *target, const char *section, const char *key,
         memset(d, 0, sizeof *d);
         snprintf(d->name, sizeof d->name, "%s", name);
         snprintf(d->backend, sizeof d->backend, "sqlite");
+        d->parallel = parallel_auto();
+        d->parallel_min_rows = AGENT_PARALLEL_MIN_ROWS;
         return 0;
     }
     if (c->n_datasets == 0 || strcmp(c->datasets[c->n_datasets - 1].name, name) != 0) {
@@ -209,6 +232,23 @@ static int dataset_section(void *target, const char *section, const char *key,
             snprintf(err, errlen, "allow_care_site: must be true or false");
             return SDF_ECONFIG;
         }
+    } else if (strcmp(key, "parallel") == 0) {
+        long long v;
+        if (strcmp(value, "auto") == 0)
+            d->parallel = parallel_auto();
+        else if (parse_int(value, 0, AGENT_PARALLEL_MAX, &v) == 0)
+            d->parallel = (unsigned)v;
+        else {
+            snprintf(err, errlen, "parallel: must be 'auto' or 0..%d", AGENT_PARALLEL_MAX);
+            return SDF_ECONFIG;
+        }
+    } else if (strcmp(key, "parallel_min_rows") == 0) {
+        long long v;
+        if (parse_int(value, 1, (long long)1 << 50, &v) != 0) {
+            snprintf(err, errlen, "parallel_min_rows: must be a whole number of rows, >= 1");
+            return SDF_ECONFIG;
+        }
+        d->parallel_min_rows = v;
     } else if (strcmp(key, "table") == 0) {   /* issue 5: type = table */
         if (d->table[0] || !table_ident_valid(value)) {
             snprintf(err, errlen, "table: set twice, or not an identifier of 1-63 of "

@@ -84,6 +84,9 @@ typedef struct agent_column {
     agent_column_role role;
 } agent_column;
 
+#define AGENT_PARALLEL_MAX 16
+#define AGENT_PARALLEL_MIN_ROWS 1000000
+
 typedef struct agent_dataset {
     char name[64];
     char type[16];       /* "omop" */
@@ -93,6 +96,12 @@ typedef struct agent_dataset {
     char schema[64];     /* postgres: OMOP schema, a validated identifier */
     bool allow_care_site; /* `allow_care_site = true`: the care_site stratifier may be used
                            * (issue 3; default false: a site's units may be identifying) */
+    /* SQLite: a count whose driving table has at least parallel_min_rows
+     * rows runs as `parallel` statements over disjoint row ranges at once
+     * (query_count_split.c). `parallel = auto` (the default) is the number
+     * of online CPUs, at most 4; 0 or 1 (and a zeroed struct) is off. */
+    unsigned parallel;
+    int64_t parallel_min_rows;
     /* issue 5: `type = table` (a predictions table; docs/validate.md):
      *   table = predictions               ; an identifier
      *   column.person_id = identifier     ; column.NAME = ROLE, one line per column */

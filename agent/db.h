@@ -78,6 +78,11 @@ typedef struct db_ops {
     int (*sql_day)(const char *expr, char *buf, size_t len);
     int (*sql_day_year)(const char *expr, char *buf, size_t len);
     int (*sql_day_month)(const char *expr, char *buf, size_t len);
+    /* Splitting one statement by row ranges (query_count_split.c); NULL
+     * where the backend has no cheap, rangeable row id (PostgreSQL, which
+     * runs its own parallel workers). */
+    int (*row_id_range)(db_conn *c, const char *table, int64_t *lo, int64_t *hi);
+    int (*sql_row_id)(const char *alias, char *buf, size_t len);
 } db_ops;
 
 struct db_conn {
@@ -165,6 +170,24 @@ static inline int db_sql_year(const db_conn *c, const char *expr, char *buf, siz
 static inline int db_sql_date_iso(const db_conn *c, const char *expr, char *buf, size_t len)
 {
     return c->ops->sql_date_iso(expr, buf, len);
+}
+
+/* Row ids, for running one statement as several over disjoint row ranges.
+ *   db_row_id_range: *lo, *hi = the smallest and largest row id of `table`
+ *                  (a fixed name from the domain map; lo > hi when empty).
+ *                  SDF_EINVAL when the backend or the table has no row id
+ *                  to range over (PostgreSQL, a WITHOUT ROWID table, a view).
+ *   db_sql_row_id: the fragment naming the row id of `alias` ("e.rowid").
+ * Both are cheap (SQLite: the two ends of the table's b-tree). */
+static inline int db_row_id_range(db_conn *c, const char *table, int64_t *lo, int64_t *hi)
+{
+    *lo = 1;
+    *hi = 0;
+    return c->ops->row_id_range ? c->ops->row_id_range(c, table, lo, hi) : SDF_EINVAL;
+}
+static inline int db_sql_row_id(const db_conn *c, const char *alias, char *buf, size_t len)
+{
+    return c->ops->sql_row_id ? c->ops->sql_row_id(alias, buf, len) : SDF_EINVAL;
 }
 
 /* Day arithmetic (issue 3: windows, observation periods, year/quarter of

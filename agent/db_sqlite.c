@@ -100,6 +100,16 @@ typedef struct sqlite_conn {
     size_t n_stmts;
     size_t stmt_bytes;
     uint64_t tick;
+    /* row-id ranges looked up on this connection (sqlite_row_id_range), so
+     * a small count does not pay two lookups each time. A pooled connection
+     * lives only while its file is the same; a range gone stale after that
+     * (a writer's WAL) only unbalances a split: its parts' ends are open. */
+    struct {
+        char table[32];
+        int64_t lo, hi;
+        bool rowid;
+    } ranges[4];
+    size_t n_ranges;
 } sqlite_conn;
 
 static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -123,7 +133,8 @@ static int progress_cb(void *arg)
     return 0;
 }
 
-/* Allow reading only: no writes, no attach, no pragmas after setup. */
+/* Allow reading only: no writes, no attach, no pragmas after setup but the
+ * table list. */
 static int authorizer_cb(void *arg, int action, const char *a, const char *b,
                          const char *dbname, const char *trigger)
 {
@@ -139,6 +150,9 @@ static int authorizer_cb(void *arg, int action, const char *a, const char *b,
          * schema, which SQLite reports as an update of sqlite_master; no
          * write can happen (read-only open, query_only). */
         return a && strcmp(a, "sqlite_master") == 0 ? SQLITE_OK : SQLITE_DENY;
+    case SQLITE_PRAGMA:
+        /* pragma_table_list (sqlite_row_id_range): lists tables, changes nothing */
+        return a && strcmp(a, "table_list") == 0 ? SQLITE_OK : SQLITE_DENY;
     default:
         return SQLITE_DENY;
     }
@@ -596,6 +610,71 @@ static int sqlite_sql_day_month(const char *e, char *buf, size_t len)
     return fmt(buf, len, "CAST(strftime('%%m', (%s) + 0.5) AS INTEGER)", e);
 }
 
+/* cols[0], cols[1] into ((int64_t *)ctx)[0], [1]; a NULL leaves its slot */
+static int ints_row(void *ctx, const db_value *cols, int ncols)
+{
+    int64_t *out = ctx;
+    if (ncols < 1 || ncols > 2)
+        return SDF_EDB;
+    for (int k = 0; k < ncols; k++)
+        if (!cols[k].is_null)
+            out[k] = cols[k].i;
+    return 0;
+}
+
+static int row_id_lookup(db_conn *c, const char *table, int64_t *lo, int64_t *hi);
+
+static int sqlite_row_id_range(db_conn *c, const char *table, int64_t *lo, int64_t *hi)
+{
+    sqlite_conn *sc = (sqlite_conn *)c;
+    for (size_t k = 0; k < sc->n_ranges; k++)
+        if (strcmp(sc->ranges[k].table, table) == 0) {
+            *lo = sc->ranges[k].lo;
+            *hi = sc->ranges[k].hi;
+            return sc->ranges[k].rowid ? 0 : SDF_EINVAL;
+        }
+    int err = row_id_lookup(c, table, lo, hi);
+    if ((err == 0 || err == SDF_EINVAL) && sc->n_ranges < 4 &&
+        strlen(table) < sizeof sc->ranges[0].table) {
+        size_t k = sc->n_ranges++;
+        snprintf(sc->ranges[k].table, sizeof sc->ranges[k].table, "%s", table);
+        sc->ranges[k].lo = *lo;
+        sc->ranges[k].hi = *hi;
+        sc->ranges[k].rowid = err == 0;
+    }
+    return err;
+}
+
+static int row_id_lookup(db_conn *c, const char *table, int64_t *lo, int64_t *hi)
+{
+    /* only an ordinary rowid table (not a view, not WITHOUT ROWID) */
+    db_param p = { .type = DB_PARAM_TEXT, .s = table };
+    int64_t plain = 0, r[2] = { 1, 0 };
+    int err = sqlite_query(c, "SELECT 1 FROM pragma_table_list WHERE schema = 'main' AND "
+                              "name = ?1 COLLATE NOCASE AND type = 'table' AND wr = 0",
+                           &p, 1, ints_row, &plain);
+    if (err)
+        return err;
+    if (!plain)
+        return SDF_EINVAL;
+    char sql[160];
+    /* two sub-selects: each is one b-tree seek; min and max in one
+     * SELECT would scan the table */
+    if (fmt(sql, sizeof sql, "SELECT (SELECT min(rowid) FROM %s), (SELECT max(rowid) FROM %s)",
+            table, table) < 0)
+        return SDF_EOVERFLOW;
+    if ((err = sqlite_query(c, sql, NULL, 0, ints_row, r)))
+        return err;
+    *lo = r[0];
+    *hi = r[1];
+    return 0;
+}
+
+static int sqlite_sql_row_id(const char *alias, char *buf, size_t len)
+{
+    return fmt(buf, len, "%s.rowid", alias);
+}
+
 static const db_ops sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -608,6 +687,8 @@ static const db_ops sqlite_ops = {
     .sql_day = sqlite_sql_day,
     .sql_day_year = sqlite_sql_day_year,
     .sql_day_month = sqlite_sql_day_month,
+    .row_id_range = sqlite_row_id_range,
+    .sql_row_id = sqlite_sql_row_id,
 };
 
 static int exec_setup(sqlite_conn *c, const char *sql)

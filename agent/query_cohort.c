@@ -683,6 +683,34 @@ static void event_filters(db_conn *db, cohort_plan *cp, size_t k, const char *a,
             L(db, p_list(cp, cr->units, cr->n_units)).s);
 }
 
+/* Whether criterion k (not first_only) is checked per cohort row through
+ * the person_id index (EXISTS) rather than as a person set built once
+ * (IN): windowed, nothing drives, or much larger than the driver. */
+static bool crit_per_person(const cohort_plan *cp, size_t k)
+{
+    const cohort_crit *c = &cp->crit[k];
+    return c->cr->window != NULL || cp->driver == NO_DRIVER ||
+           c->est / COHORT_EXISTS_RATIO > cp->crit[cp->driver].est;
+}
+
+/* " AND <alias's row id> BETWEEN ?lo AND ?hi" when splitting (the values
+ * are set per part by the caller; these cover every row). */
+static void split_range(db_conn *db, cohort_plan *cp, const char *alias)
+{
+    char rid[64];
+    if (!cp->split)
+        return;
+    if (db_sql_row_id(db, alias, rid, sizeof rid) < 0) {
+        cp->sql.err = SDF_EINVAL;
+        return;
+    }
+    int lo = p_int(cp, 0);
+    int hi = p_int(cp, INT64_MAX);
+    cp->split_param = lo;
+    ADD(&cp->sql, " AND %s BETWEEN %s", rid, P(db, lo).s);
+    ADD(&cp->sql, " AND %s", P(db, hi).s);
+}
+
 /* The predicate of criterion k over an index row `i`. */
 static void crit_predicate(db_conn *db, cohort_plan *cp, size_t k)
 {
@@ -713,9 +741,7 @@ static void crit_predicate(db_conn *db, cohort_plan *cp, size_t k)
         ADD(&cp->sql, ")");
         return;
     }
-    bool exists = cr->window != NULL || cp->driver == NO_DRIVER ||
-                  c->est / COHORT_EXISTS_RATIO > cp->crit[cp->driver].est;
-    if (exists) {
+    if (crit_per_person(cp, k)) {
         ADD(&cp->sql, "EXISTS (SELECT 1 FROM %s f WHERE f.person_id = i.person_id", c->dm->table);
         event_filters(db, cp, k, "f", CS_PLUS);
         if (cr->window) {
@@ -880,7 +906,8 @@ static bool needs_index_day(const cohort_plan *cp, cohort_select what)
     const Sdefed__Cohort *co = cp->spec->cohort;
     /* PERSONS callers (surveil, scorecard) splice their own SELECT that
      * reads c.index_day onto the cohort CTE */
-    if (what != COHORT_SELECT_COUNT && what != COHORT_SELECT_COUNT_AND_PERSONS)
+    if (what != COHORT_SELECT_COUNT && what != COHORT_SELECT_COUNT_AND_PERSONS &&
+        what != COHORT_SELECT_PERSON_CELLS)
         return true;
     if (co->age || co->observation)
         return true;
@@ -951,10 +978,13 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
                           "CAST(NULL AS INTEGER)");
         events_from(cp, cp->index_crit, "e", drives);
         event_filters(db, cp, cp->index_crit, "e", drives ? CS_JOINED : CS_PLUS);
+        if (drives)
+            split_range(db, cp, "e");
         if (!drives) {
             ADD(&cp->sql, " AND e.person_id IN (SELECT f.person_id");
             events_from(cp, d, "f", true);
             event_filters(db, cp, d, "f", CS_JOINED);
+            split_range(db, cp, "f");
             ADD(&cp->sql, ")");
         }
         ADD(&cp->sql, "%s),\n", first ? " GROUP BY e.person_id" : "");
@@ -963,11 +993,14 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
                       "CAST(NULL AS INTEGER)");
         events_from(cp, d, "f", true);
         event_filters(db, cp, d, "f", CS_JOINED);
+        split_range(db, cp, "f");
         ADD(&cp->sql, "),\n");
     } else {
         /* DISTINCT: person_id is the key, but nothing in a site's file enforces it */
         ADD(&cp->sql, "ev(person_id, index_day) AS (SELECT %sp.person_id, CAST(NULL AS INTEGER) "
-                      "FROM person p),\n", day ? "" : "DISTINCT ");
+                      "FROM person p WHERE 1 = 1", day ? "" : "DISTINCT ");
+        split_range(db, cp, "p");
+        ADD(&cp->sql, "),\n");
     }
 
     /* cohort: one row per person, at the earliest qualifying index day */
@@ -1019,6 +1052,10 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
         ADD(&cp->sql, "SELECT COUNT(*) FROM cohort");
         return both ? persons_branch(cp) : cp->sql.err;
     }
+    if (what == COHORT_SELECT_PERSON_CELLS && cp->n_strata == 0) {
+        ADD(&cp->sql, "SELECT person_id FROM cohort");
+        return cp->sql.err;
+    }
     char yr[600], age[800];
     if (year_of(db, "c.index_day", yr, sizeof yr) < 0 ||
         snprintf(age, sizeof age, "(%s - CAST(p.year_of_birth AS INTEGER))", yr) >=
@@ -1053,12 +1090,14 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what)
     }
     if (what == COHORT_SELECT_VALUES)
         value_expr(db, cp, age);
+    else if (what == COHORT_SELECT_PERSON_CELLS)
+        ADD(&cp->sql, "c.person_id");
     else
         ADD(&cp->sql, "1");
     ADD(&cp->sql, " AS v FROM cohort c LEFT JOIN person p ON p.person_id = c.person_id) t1) t2");
     if (what == COHORT_SELECT_VALUES)
         ADD(&cp->sql, " WHERE v IS NOT NULL");
-    else {
+    else if (what == COHORT_SELECT_COUNT) {
         ADD(&cp->sql, " GROUP BY ");
         for (size_t k = 0; k < cp->n_strata; k++)
             ADD(&cp->sql, "%ss%zu", k ? ", " : "", k);
@@ -1135,6 +1174,22 @@ int cohort_plan_init(query_ctx *q, db_conn *db, const agent_dataset *ds,
     if (n_req == 0)
         cp->driver = NO_DRIVER;
     return 0;
+}
+
+const char *cohort_plan_split_table(const cohort_plan *cp)
+{
+    if (needs_index_day(cp, COHORT_SELECT_PERSON_CELLS))
+        return NULL;
+    size_t drive = cp->driver;
+    if (cp->has_index && drive == NO_DRIVER)
+        drive = cp->index_crit;
+    for (size_t k = 0; k < cp->n_crit; k++) {
+        if (k == drive || (cp->has_index && k == cp->index_crit))
+            continue;   /* the driver; a non-driving index is read per person */
+        if (cp->crit[k].cr->first_only || !crit_per_person(cp, k))
+            return NULL;
+    }
+    return drive == NO_DRIVER ? "person" : cp->crit[drive].dm->table;
 }
 
 void cohort_plan_free(cohort_plan *cp)

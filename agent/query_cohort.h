@@ -65,6 +65,11 @@ typedef struct cohort_plan {
     bool has_index;              /* explicit or implicit index */
     size_t index_crit;           /* into crit when has_index */
     size_t driver;               /* into crit, or (size_t)-1: scan person */
+    /* Row-range split (query_count_split.c): with `split` set before
+     * cohort_plan_sql, the driving scan also gets "AND <row id> BETWEEN
+     * ?lo AND ?hi", lo being parameter number split_param (hi the next). */
+    bool split;
+    int split_param;
     /* the statement built by cohort_plan_sql */
     sqlbuf sql;
     db_param *params;
@@ -82,6 +87,9 @@ typedef enum {
      * computing the cohort twice doubled a count's cost): rows
      *   0, s0.., COUNT(*)   as COHORT_SELECT_COUNT, then
      *   1, NULL.., person_id   one per cohort person, in no particular order */
+    COHORT_SELECT_PERSON_CELLS = 5,
+    /* s0.., person_id for every cohort person (no grouping): the rows of one
+     * row-range part of a split count (cohort_plan_split_table) */
 } cohort_select;
 
 /* Check spec (count or summary) against dataset ds open as db and plan it.
@@ -95,6 +103,14 @@ int cohort_plan_init(query_ctx *q, db_conn *db, const agent_dataset *ds,
 int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what) SDF_MUSTCHECK;
 
 void cohort_plan_free(cohort_plan *cp);
+
+/* The table whose rows drive the count's statement when the count can be
+ * split into statements over disjoint row ranges of that table whose
+ * person sets, united, are the cohort: nothing reads an index day (so
+ * every stratum is a person attribute) and every other criterion is
+ * checked per person, not as a set built over its whole table. NULL when
+ * it cannot be split. A fixed name from the domain map (or "person"). */
+const char *cohort_plan_split_table(const cohort_plan *cp);
 
 /* Refuse (SDF_EREFUSED, reason naming the first unknown id and `where`)
  * when any of ids[0..n) is not in the dataset's concept table: vocabulary

@@ -67,6 +67,7 @@
 #include "disclosure/disclosure.h"
 #include "disclosure/secondary.h"
 #include "query_cohort.h"
+#include "query_count_split.h"
 #include "query_summary.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
@@ -385,10 +386,15 @@ int query_count_run(query_ctx *q, const agent_dataset *ds, const Sdefed__QuerySp
     /* The SQL holds placeholders only, never values: safe to log. */
     log_debug("count query on dataset %s: %zu parameters, %zu stratifiers: %s", ds->name,
               cp.n_params, cp.n_strata, cp.sql.p);
-    if (q->want_persons)
-        err = count_with_persons(q, db, &cp, &g);
-    else
-        err = db_query(db, cp.sql.p, cp.params, cp.n_params, grid_row, &g);
+    /* a large count may run as several statements at once */
+    bool split = false;
+    err = count_split_run(q, ds, db, &cp, g.counts, &split);
+    if (!err && !split) {
+        if (q->want_persons)
+            err = count_with_persons(q, db, &cp, &g);
+        else
+            err = db_query(db, cp.sql.p, cp.params, cp.n_params, grid_row, &g);
+    }
     if (err)
         goto out;
     if (spec->margins) {

@@ -37,14 +37,14 @@ static void iso_of(int z, char *buf)
     snprintf(buf, 16, "%04d-%02u-%02u", y, (unsigned)(m % 100), (unsigned)(d % 100));
 }
 
-static int year_of(int z)
+__attribute__((unused)) static int year_of(int z)
 {
     char b[16];
     iso_of(z, b);
     return atoi(b);
 }
 
-static int month_of(int z)
+__attribute__((unused)) static int month_of(int z)
 {
     char b[16];
     iso_of(z, b);
@@ -254,7 +254,7 @@ static Sdefed__QueryResult *run(const char *json)
     return r;
 }
 
-static Sdefed__QueryResult *run_ok(const char *json)
+__attribute__((unused)) static Sdefed__QueryResult *run_ok(const char *json)
 {
     Sdefed__QueryResult *r = run(json);
     if (r->status != SDEFED__SITE_STATUS__SITE_OK)

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <unistd.h>
+
 #include "../lib/conf_cases.h"
 #include "agent_config.h"
 
@@ -40,6 +42,11 @@ static void good_config_values_and_relative_paths(void **state)
     assert_int_equal(cfg.heartbeat_ms, 10000);   /* default, from seconds */
     assert_ptr_equal(agent_config_dataset(&cfg, "omop"), &cfg.datasets[0]);
     assert_null(agent_config_dataset(&cfg, "nope"));
+    /* split counts: on by default (a connection per CPU, at most 4) for
+     * tables of a million rows or more */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(cfg.datasets[0].parallel, cpus > 4 ? 4 : cpus < 1 ? 1 : cpus);
+    assert_int_equal(cfg.datasets[0].parallel_min_rows, 1000000);
 }
 
 static void missing_file_is_an_error(void **state)

@@ -166,6 +166,19 @@ static void count_survives_every_allocation_failure(void **state)
     torture_query(count_json);
 }
 
+/* The same with the count split over row ranges (query_count_split.c):
+ * its parts allocate on their own threads and connections. */
+static void split_count_survives_every_allocation_failure(void **state)
+{
+    (void)state;
+    cfg.datasets[0].parallel = 3;
+    cfg.datasets[0].parallel_min_rows = 1;
+    torture_query("{\"kind\":\"count\",\"project\":\"demo\",\"dataset\":\"omop\","
+                  "\"cohort\":{\"all\":[{\"domain\":\"drug\",\"concepts\":[1001],"
+                  "\"descendants\":true}]},\"by\":[\"sex\"]}");
+    cfg.datasets[0].parallel = 0;
+}
+
 static void catalog_survives_every_allocation_failure(void **state)
 {
     (void)state;
@@ -207,6 +220,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(count_survives_every_allocation_failure),
+        cmocka_unit_test(split_count_survives_every_allocation_failure),
         cmocka_unit_test(catalog_survives_every_allocation_failure),
         cmocka_unit_test(spec_parser_survives_every_allocation_failure),
     };

@@ -220,7 +220,7 @@ sqlite3 *state_db(state *s)
 
 int state_begin(state *s)
 {
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (stmt_cache_exec(&s->stmts, "BEGIN IMMEDIATE") != SQLITE_OK) {
         log_error("state: begin: %s", sqlite3_errmsg(s->db));
         return SDF_EDB;
     }
@@ -229,7 +229,7 @@ int state_begin(state *s)
 
 int state_commit(state *s)
 {
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (stmt_cache_exec(&s->stmts, "COMMIT") != SQLITE_OK) {
         log_error("state: commit: %s", sqlite3_errmsg(s->db));
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return SDF_EDB;

@@ -45,6 +45,19 @@ void stmt_cache_put(stmt_cache *c, sqlite3_stmt *st)
     sqlite3_finalize(st);
 }
 
+int stmt_cache_exec(stmt_cache *c, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt_cache_get(c, sql, &st);
+    if (rc != SQLITE_OK)
+        return rc;
+    do
+        rc = sqlite3_step(st);
+    while (rc == SQLITE_ROW);
+    stmt_cache_put(c, st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 void stmt_cache_clear(stmt_cache *c)
 {
     for (size_t i = 0; i < c->n; i++)

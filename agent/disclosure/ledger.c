@@ -170,7 +170,7 @@ void disc_ledger_close(disc_ledger *l)
 int disc_ledger_set_full_sync(disc_ledger *l, bool full)
 {
     const char *sql = full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
-    if (sqlite3_exec(l->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+    if (stmt_cache_exec(&l->stmts, sql) != SQLITE_OK) {
         log_error("disclosure ledger: %s", sqlite3_errmsg(l->db));
         return SDF_EDB;
     }
@@ -179,12 +179,12 @@ int disc_ledger_set_full_sync(disc_ledger *l, bool full)
 
 static int begin(disc_ledger *l)
 {
-    return sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : SDF_EDB;
+    return stmt_cache_exec(&l->stmts, "BEGIN IMMEDIATE") == SQLITE_OK ? 0 : SDF_EDB;
 }
 
 static int commit(disc_ledger *l)
 {
-    if (sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+    if (stmt_cache_exec(&l->stmts, "COMMIT") == SQLITE_OK)
         return 0;
     sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
     return SDF_EDB;

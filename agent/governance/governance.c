@@ -99,10 +99,10 @@ static int audit(state *s, const audit_entry *e, bool log_it)
 static int audit_received(state *s, const audit_entry *e)
 {
     sqlite3 *db = state_db(s);
-    if (sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+    if (stmt_cache_exec(state_stmts(s), "PRAGMA synchronous=NORMAL") != SQLITE_OK)
         return audit(s, e, false);   /* stays FULL: just slower */
     int rc = audit(s, e, false);
-    if (sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+    if (stmt_cache_exec(state_stmts(s), "PRAGMA synchronous=FULL") != SQLITE_OK) {
         log_error("governance: cannot restore synchronous=FULL: %s", sqlite3_errmsg(db));
         if (s == g_state) {
             state_close(g_state);

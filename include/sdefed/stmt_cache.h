@@ -39,6 +39,11 @@ int stmt_cache_get(stmt_cache *c, const char *sql, sqlite3_stmt **st);
  * stays open); one that did not fit is finalized. */
 void stmt_cache_put(stmt_cache *c, sqlite3_stmt *st);
 
+/* Run a statement without parameters or result rows (BEGIN, COMMIT, a
+ * PRAGMA setting) through the cache: sqlite3_exec would parse it on every
+ * call. Returns SQLITE_OK or the SQLite error code. */
+int stmt_cache_exec(stmt_cache *c, const char *sql);
+
 /* Finalize every kept statement (before sqlite3_close of the handle). */
 void stmt_cache_clear(stmt_cache *c);
 

@@ -75,11 +75,42 @@ static void test_bad_sql_and_overflow(void **state)
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
 
+static void test_exec_kept_transactions_and_pragmas(void **state)
+{
+    (void)state;
+    sqlite3 *db = open_mem();
+    stmt_cache c;
+    stmt_cache_init(&c, db);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(stmt_cache_exec(&c, "PRAGMA synchronous=NORMAL"), SQLITE_OK);
+        assert_int_equal(stmt_cache_exec(&c, "BEGIN IMMEDIATE"), SQLITE_OK);
+        assert_int_equal(sqlite3_get_autocommit(db), 0);
+        assert_int_equal(sqlite3_exec(db, "INSERT INTO t VALUES (1)", NULL, NULL, NULL),
+                         SQLITE_OK);
+        assert_int_equal(stmt_cache_exec(&c, "COMMIT"), SQLITE_OK);
+        assert_int_equal(sqlite3_get_autocommit(db), 1);
+    }
+    assert_int_equal(c.n, 3);   /* each text prepared once */
+    /* an error comes back as SQLite's code, the statement reusable */
+    assert_int_equal(stmt_cache_exec(&c, "COMMIT"), SQLITE_ERROR);
+    assert_int_equal(stmt_cache_exec(&c, "BEGIN IMMEDIATE"), SQLITE_OK);
+    assert_int_equal(stmt_cache_exec(&c, "COMMIT"), SQLITE_OK);
+    assert_int_not_equal(stmt_cache_exec(&c, "SELEKT"), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(stmt_cache_get(&c, "SELECT COUNT(*) FROM t", &q), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 3);
+    stmt_cache_put(&c, q);
+    stmt_cache_clear(&c);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_text_same_statement_reset_between_uses),
         cmocka_unit_test(test_bad_sql_and_overflow),
+        cmocka_unit_test(test_exec_kept_transactions_and_pragmas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

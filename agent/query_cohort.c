@@ -1176,6 +1176,11 @@ int cohort_plan_init(query_ctx *q, db_conn *db, const agent_dataset *ds,
     return 0;
 }
 
+bool cohort_plan_person_cells(const cohort_plan *cp)
+{
+    return !needs_index_day(cp, COHORT_SELECT_PERSON_CELLS);
+}
+
 const char *cohort_plan_split_table(const cohort_plan *cp)
 {
     if (needs_index_day(cp, COHORT_SELECT_PERSON_CELLS))

@@ -112,6 +112,10 @@ void cohort_plan_free(cohort_plan *cp);
  * it cannot be split. A fixed name from the domain map (or "person"). */
 const char *cohort_plan_split_table(const cohort_plan *cp);
 
+/* Whether COHORT_SELECT_PERSON_CELLS yields a count's cells: nothing reads
+ * an index day, so every stratum is a person attribute. */
+bool cohort_plan_person_cells(const cohort_plan *cp);
+
 /* Refuse (SDF_EREFUSED, reason naming the first unknown id and `where`)
  * when any of ids[0..n) is not in the dataset's concept table: vocabulary
  * codes, not patient data, so naming one is fine. 0 when all exist. */

@@ -386,10 +386,10 @@ int query_count_run(query_ctx *q, const agent_dataset *ds, const Sdefed__QuerySp
     /* The SQL holds placeholders only, never values: safe to log. */
     log_debug("count query on dataset %s: %zu parameters, %zu stratifiers: %s", ds->name,
               cp.n_params, cp.n_strata, cp.sql.p);
-    /* a large count may run as several statements at once */
-    bool split = false;
-    err = count_split_run(q, ds, db, &cp, g.counts, &split);
-    if (!err && !split) {
+    /* from the persons' cells (a large count as several statements at once) */
+    size_t parts = 0;
+    err = count_split_run(q, ds, db, &cp, g.counts, &parts);
+    if (!err && !parts) {
         if (q->want_persons)
             err = count_with_persons(q, db, &cp, &g);
         else

@@ -127,36 +127,59 @@ static int merge(query_ctx *q, part *parts, size_t k, size_t total, int64_t *cou
     return 0;
 }
 
-int count_split_run(query_ctx *q, const agent_dataset *ds, db_conn *db, cohort_plan *cp,
-                    int64_t *counts, bool *used)
+/* How many parts: the dataset's `parallel` when the plan can be split and
+ * its driving table is large enough (*lo, *hi its row ids), else 1 (or an
+ * error from the row-id lookup). */
+static int parts_for(const agent_dataset *ds, db_conn *db, const cohort_plan *cp, size_t *k,
+                     int64_t *lo, int64_t *hi)
 {
-    *used = false;
-    size_t k = ds->parallel;
-    if (k < 2 || strcmp(ds->backend, "sqlite") != 0)
-        return 0;
-    if (k > AGENT_PARALLEL_MAX)
-        k = AGENT_PARALLEL_MAX;
+    *k = 1;
+    size_t want = ds->parallel > AGENT_PARALLEL_MAX ? AGENT_PARALLEL_MAX : ds->parallel;
     const char *table = cohort_plan_split_table(cp);
-    if (!table)
+    if (want < 2 || strcmp(ds->backend, "sqlite") != 0 || !table)
         return 0;
-    int64_t lo, hi;
-    int err = db_row_id_range(db, table, &lo, &hi);
+    int err = db_row_id_range(db, table, lo, hi);
     if (err == SDF_EINVAL)
-        return 0;   /* no row ids to range over: the single statement */
+        return 0;   /* no row ids to range over: one statement */
     if (err)
         return err;
-    uint64_t span = hi >= lo ? (uint64_t)hi - (uint64_t)lo + 1 : 0;
-    if (span == 0 || span < (uint64_t)ds->parallel_min_rows || span < k)
-        return 0;
+    uint64_t span = *hi >= *lo ? (uint64_t)*hi - (uint64_t)*lo + 1 : 0;
+    if (span >= (uint64_t)ds->parallel_min_rows && span >= want)
+        *k = want;
+    return 0;
+}
 
-    cp->split = true;
+int count_split_run(query_ctx *q, const agent_dataset *ds, db_conn *db, cohort_plan *cp,
+                    int64_t *counts, size_t *n_parts)
+{
+    *n_parts = 0;
+    if (!cohort_plan_person_cells(cp))
+        return 0;
+    size_t k;
+    int64_t lo = 0, hi = 0;
+    int err = parts_for(ds, db, cp, &k, &lo, &hi);
+    if (err)
+        return err;
+    if (k == 1 && !q->want_persons)
+        return 0;   /* the plain count statement is cheaper than fetching persons */
+
+    cp->split = k > 1;
     err = cohort_plan_sql(db, cp, COHORT_SELECT_PERSON_CELLS);
     cp->split = false;
     if (err)
         return err;
-    *used = true;
-    if (cp->split_param < 1 || (size_t)cp->split_param + 1 > cp->n_params)
+    *n_parts = k;
+    if (k > 1 && (cp->split_param < 1 || (size_t)cp->split_param + 1 > cp->n_params))
         return SDF_EINVAL;
+    if (k == 1) {   /* one statement on the caller's connection */
+        atomic_size_t total = 0;
+        part one = { .ds = ds, .q = q, .cp = cp, .params = cp->params, .db = db,
+                     .total = &total };
+        part_run(&one);
+        err = one.err ? one.err : merge(q, &one, 1, atomic_load(&total), counts);
+        free(one.rows);
+        return err;
+    }
 
     part parts[AGENT_PARALLEL_MAX];
     atomic_size_t total = 0;
@@ -164,7 +187,7 @@ int count_split_run(query_ctx *q, const agent_dataset *ds, db_conn *db, cohort_p
     db_param *params = calloc(k * cp->n_params, sizeof *params);
     if (!params)
         return SDF_ENOMEM;
-    uint64_t step = span / k;
+    uint64_t step = ((uint64_t)hi - (uint64_t)lo + 1) / k;
     for (size_t i = 0; i < k; i++) {
         part *p = &parts[i];
         *p = (part){ .ds = ds, .q = q, .cp = cp, .params = params + i * cp->n_params,
@@ -185,7 +208,8 @@ int count_split_run(query_ctx *q, const agent_dataset *ds, db_conn *db, cohort_p
         else
             part_run(&parts[i]);   /* no thread to be had: here, in turn */
     }
-    log_debug("count over dataset %s split by rows of %s into %zu parts", ds->name, table, k);
+    log_debug("count over dataset %s split by rows of %s into %zu parts", ds->name,
+              cohort_plan_split_table(cp), k);
 
     for (size_t i = 0; i < k && !err; i++)
         err = parts[i].err;

@@ -1,6 +1,10 @@
-/* agent/query_count_split.h — one large count as several statements over disjoint row ranges, run at once.
+/* agent/query_count_split.h — a count from its persons' cells; a large one as several statements over disjoint row ranges, run at once.
  *
- * SQLite runs a statement on one core. When a count's cohort can be split
+ * When differencing needs the cohort's person ids and every stratum is a
+ * person attribute (no index day), the count is computed here from one
+ * (person, cell) row per cohort person: cheaper than the combined
+ * count-and-persons statement, which materialises the cohort and reads it
+ * twice. SQLite runs a statement on one core. When a count's cohort can be split
  * (cohort_plan_split_table: no index day, every stratum a person
  * attribute, every other criterion checked per person) and its driving
  * table is large (dataset keys `parallel`, `parallel_min_rows`), the
@@ -22,9 +26,11 @@
 #include "query_cohort.h"
 #include "query_internal.h"
 
-/* Try the split. *used = false (and 0 returned, nothing touched) when the
- * dataset, the plan or the table size does not call for one; the caller
- * then runs its single statement. With *used, counts[0..cp->n_cells) are
+/* *parts = 0 (and 0 returned, nothing touched) when the plan or the
+ * caller's needs do not call for this path (an index day is read, or the
+ * persons are not wanted and there is nothing to split); the caller then
+ * runs its own statement. Else *parts is how many statements ran (1, or
+ * the split) and counts[0..cp->n_cells) are
  * the true counts (added to, so pass zeros) and, when q->want_persons,
  * q->persons / q->n_persons the cohort's distinct person ids, ascending.
  * db is the caller's open connection (used for part 0 and the row-id
@@ -32,6 +38,6 @@
  * Returns 0, SDF_ETIMEOUT, SDF_EDB, SDF_EOVERFLOW (more than
  * QUERY_MAX_PERSONS rows) or SDF_ENOMEM. */
 int count_split_run(query_ctx *q, const agent_dataset *ds, db_conn *db, cohort_plan *cp,
-                    int64_t *counts, bool *used) SDF_MUSTCHECK;
+                    int64_t *counts, size_t *parts) SDF_MUSTCHECK;
 
 #endif

@@ -2,13 +2,14 @@
  *
  * The cohort fixture (omop_fixture.h) with its event tables shuffled, so a
  * person's events are spread over every row range and most persons are
- * found by several parts. For each spec the single statement's cells and
- * person ids (query_count_run with `parallel` off; the single statement is
- * checked against truths computed in C by test_cohort.c) must equal the
- * split run's for 2, 3, 7 and 16 parts, and the split must really have
- * been used where the plan allows it (or not, where it does not: windows,
- * age bands, a criterion built as a set). Also: the split answers under a
- * passed deadline with SDF_ETIMEOUT, and an empty cohort.
+ * found by several parts. For each spec the cells of the plain count
+ * statement (query_count_run without persons and with `parallel` off;
+ * checked against truths computed in C by test_cohort.c) and the person
+ * ids of the ordinary path must equal count_split_run's for 2, 3, 7 and
+ * 16 parts; the split must really have been used where the plan allows it,
+ * one statement where a criterion is a set built once, and the path
+ * declined where an index day is read (windows, age bands). Also: a passed
+ * deadline gives SDF_ETIMEOUT, and an empty cohort.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -61,11 +62,11 @@ static int setup_shuffled(void **state)
 
 typedef struct outcome {
     int rc;
-    int64_t counts[COHORT_MAX_CELLS > 64 ? 64 : COHORT_MAX_CELLS];
+    int64_t counts[64];
     size_t n_cells;
     int64_t *persons;
     size_t n_persons;
-    bool split_used;
+    size_t parts;   /* count_split_run's: 0 declined, 1 one statement, k split */
 } outcome;
 
 static uint64_t now_ms(void)
@@ -75,14 +76,50 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Plan spec and run it with `parts` (0: the single statement through
- * query_count_run's own path, i.e. count_split_run declines). */
-static outcome run_parts(const char *json, unsigned parts, uint64_t deadline)
+static Sdefed__QuerySpec *parse(const char *json)
 {
     Sdefed__QuerySpec *spec = NULL;
-    char err[256], reason[256] = "";
+    char err[256];
     if (spec_parse_json(json, strlen(json), &spec, err, sizeof err) != 0)
         fail_msg("spec: %s", err);
+    return spec;
+}
+
+/* The ordinary path with `parallel` off: cells from query_count_run
+ * (exact: min_cell 1, rounding 1); with want_persons, its person ids. */
+static outcome run_plain(const char *json, bool want_persons)
+{
+    Sdefed__QuerySpec *spec = parse(json);
+    char reason[256] = "";
+    agent_dataset ds = cfg.datasets[0];
+    ds.parallel = 0;
+    disc_policy policy = cfg.policy;
+    policy.min_cell = 1;
+    policy.rounding = 1;
+    query_ctx q = { .cfg = &cfg, .policy = &policy, .reason = reason,
+                    .reason_len = sizeof reason, .want_persons = want_persons,
+                    .deadline_unix_ms = now_ms() + 60000 };
+    outcome o = { 0 };
+    Sdefed__QueryResult res = SDEFED__QUERY_RESULT__INIT;
+    o.rc = query_count_run(&q, &ds, spec, &res);
+    assert_true(res.n_cells <= sizeof o.counts / sizeof o.counts[0]);
+    o.n_cells = res.n_cells;
+    for (size_t k = 0; k < res.n_cells; k++) {
+        o.counts[k] = res.cells[k]->value;
+        sdefed__cell__free_unpacked(res.cells[k], NULL);
+    }
+    free(res.cells);
+    o.persons = q.persons;
+    o.n_persons = q.n_persons;
+    sdefed__query_spec__free_unpacked(spec, NULL);
+    return o;
+}
+
+/* count_split_run itself with `parallel` = parts and persons wanted. */
+static outcome run_parts(const char *json, unsigned parts, uint64_t deadline)
+{
+    Sdefed__QuerySpec *spec = parse(json);
+    char reason[256] = "";
     agent_dataset ds = cfg.datasets[0];
     ds.parallel = parts;
     ds.parallel_min_rows = 1;
@@ -100,21 +137,7 @@ static outcome run_parts(const char *json, unsigned parts, uint64_t deadline)
     if (o.rc == 0) {
         o.n_cells = cp.n_cells;
         assert_true(o.n_cells <= sizeof o.counts / sizeof o.counts[0]);
-        o.rc = count_split_run(&q, &ds, db, &cp, o.counts, &o.split_used);
-    }
-    if (o.rc == 0 && !o.split_used) {
-        /* the single statement, through the ordinary path */
-        Sdefed__QueryResult res = SDEFED__QUERY_RESULT__INIT;
-        ds.parallel = 0;
-        policy.min_cell = 1;
-        policy.rounding = 1;
-        o.rc = query_count_run(&q, &ds, spec, &res);
-        assert_int_equal(res.n_cells, o.n_cells);
-        for (size_t k = 0; k < res.n_cells; k++) {
-            o.counts[k] = res.cells[k]->value;
-            sdefed__cell__free_unpacked(res.cells[k], NULL);
-        }
-        free(res.cells);
+        o.rc = count_split_run(&q, &ds, db, &cp, o.counts, &o.parts);
     }
     o.persons = q.persons;
     o.n_persons = q.n_persons;
@@ -124,28 +147,41 @@ static outcome run_parts(const char *json, unsigned parts, uint64_t deadline)
     return o;
 }
 
-/* Splits into 2, 3, 7 and 16 parts all equal the single statement. */
+/* Splits into 2, 3, 7 and 16 parts (where the plan can be split; else one
+ * statement) give the cells of the plain count statement and the person
+ * ids of the ordinary path. */
 static void check_split(const char *json, bool splittable)
 {
-    outcome one = run_parts(json, 0, now_ms() + 60000);
-    assert_int_equal(one.rc, 0);
-    assert_false(one.split_used);
+    outcome cells = run_plain(json, false);
+    outcome persons = run_plain(json, true);
+    assert_int_equal(cells.rc, 0);
+    assert_int_equal(persons.rc, 0);
     static const unsigned parts[] = { 2, 3, 7, 16 };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         outcome s = run_parts(json, parts[i], now_ms() + 60000);
         assert_int_equal(s.rc, 0);
-        assert_int_equal(s.split_used, splittable);
-        assert_int_equal(s.n_cells, one.n_cells);
-        for (size_t k = 0; k < one.n_cells; k++)
-            if (s.counts[k] != one.counts[k])
-                fail_msg("%u parts, cell %zu: %lld, single statement %lld", parts[i], k,
-                         (long long)s.counts[k], (long long)one.counts[k]);
-        assert_int_equal(s.n_persons, one.n_persons);
-        if (one.n_persons)
-            assert_memory_equal(s.persons, one.persons, one.n_persons * sizeof *one.persons);
+        assert_int_equal(s.parts, splittable ? parts[i] : 1);
+        assert_int_equal(s.n_cells, cells.n_cells);
+        for (size_t k = 0; k < cells.n_cells; k++)
+            if (s.counts[k] != cells.counts[k])
+                fail_msg("%u parts, cell %zu: %lld, count statement %lld", parts[i], k,
+                         (long long)s.counts[k], (long long)cells.counts[k]);
+        assert_int_equal(s.n_persons, persons.n_persons);
+        if (persons.n_persons)
+            assert_memory_equal(s.persons, persons.persons,
+                                persons.n_persons * sizeof *persons.persons);
         free(s.persons);
     }
-    free(one.persons);
+    free(persons.persons);
+}
+
+/* A cohort that reads an index day is not this path's: declined. */
+static void check_declined(const char *json)
+{
+    outcome s = run_parts(json, 4, now_ms() + 60000);
+    assert_int_equal(s.rc, 0);
+    assert_int_equal(s.parts, 0);
+    assert_null(s.persons);
 }
 
 #define SPEC(COHORT, BY)                                                              \
@@ -179,15 +215,15 @@ static void test_criteria_checked_per_person(void **state)
 static void test_not_split_when_it_cannot_be(void **state)
 {
     (void)state;
-    /* an index day is needed: windows, age bands */
-    check_split(SPEC("{\"index\":{\"domain\":\"drug\",\"concepts\":[1001]},\"all\":["
-                     "{\"domain\":\"condition\",\"concepts\":[2001],"
-                     "\"window\":{\"start_days\":0,\"end_days\":365}}]}", ""), false);
-    check_split(SPEC("{\"all\":[{\"domain\":\"drug\",\"concepts\":[1001]}]}",
-                     ",\"by\":[\"age_band\"]"), false);
+    /* an index day is needed (windows, age bands): not this path at all */
+    check_declined(SPEC("{\"index\":{\"domain\":\"drug\",\"concepts\":[1001]},\"all\":["
+                        "{\"domain\":\"condition\",\"concepts\":[2001],"
+                        "\"window\":{\"start_days\":0,\"end_days\":365}}]}", ""));
+    check_declined(SPEC("{\"all\":[{\"domain\":\"drug\",\"concepts\":[1001]}]}",
+                        ",\"by\":[\"age_band\"]"));
     /* the first criterion (the index) is read per person, the second
      * (smallest) drives: splittable; a third of similar size is a person
-     * set built once over its whole table: not */
+     * set built once over its whole table: one statement */
     check_split(SPEC("{\"all\":[{\"domain\":\"drug\",\"concepts\":[1001],\"descendants\":true},"
                      "{\"domain\":\"condition\",\"concepts\":[2001],\"descendants\":true}]}",
                      ""), true);
@@ -227,8 +263,8 @@ static void test_deadline(void **state)
     while (now_ms() <= deadline + 5)
         usleep(10000);
     int64_t counts[8] = { 0 };
-    bool used = false;
-    assert_int_equal(count_split_run(&q, &ds, db, &cp, counts, &used), SDF_ETIMEOUT);
+    size_t parts = 0;
+    assert_int_equal(count_split_run(&q, &ds, db, &cp, counts, &parts), SDF_ETIMEOUT);
     assert_null(q.persons);
     cohort_plan_free(&cp);
     db_close(db);

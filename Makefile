@@ -208,7 +208,7 @@ deb: $(BINS)
 
 # Benchmarks (not part of check): 4 x 1M-person sites cached in build/bench/,
 # SQLite and PostgreSQL federation vs direct SQL and postgres_fdw, latency
-# across 8 agents. Needs ~30 GB of disk; see tests/bench/README.md.
+# across 8 agents. Needs ~50 GB of disk; see tests/bench/README.md.
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory bench-differencing

@@ -237,8 +237,20 @@ static void on_hup(uv_signal_t *s, int signum)
              (long long)cfg->cfg.policy.rounding, (int)cfg->cfg.log_level);
     agent_ops_check_expiry(a);
     bool new_cert = agent_ops_cert_changed(&cfg->cfg);
+    /* The connected coordinator's certificate, checked again against the
+     * reloaded CA and CRL: one the operator has revoked gets nothing more
+     * (in-flight answers are dropped with the link). A changed
+     * coordinator_pin, like the coordinator's own pins, applies from the
+     * next connection, so a pinned certificate can be rotated without
+     * cutting the site off first. */
+    char why[160] = "";
+    bool revoked = a->link && !moved && (a->state == LINK_HELLO || a->state == LINK_READY) &&
+                   conn_recheck_peer(a->link, tls, why, sizeof why) == SDF_EAUTH;
     if (moved && a->link) {
         conn_close(a->link, 0, "coordinator address changed");
+    } else if (revoked) {
+        log_warn("coordinator certificate no longer accepted (%s): disconnecting", why);
+        conn_close(a->link, SDF_EAUTH, "coordinator certificate no longer accepted");
     } else if (new_cert && a->link) {
         /* Present the new certificate now if nothing is in flight;
          * otherwise it is used from the next connection on. */

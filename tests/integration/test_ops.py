@@ -5,7 +5,8 @@ coordinator, Prometheus metrics (and a listener that refuses abuse),
 SIGHUP reloads (a broken file keeps the old configuration answering; a site
 removed from the registry is disconnected; a revoked analyst certificate is
 refused after `pki revoke` + SIGHUP, and a connected site whose certificate
-the reloaded CRL revokes is disconnected at once; a rotated site certificate is presented
+the reloaded CRL revokes is disconnected at once, as is a coordinator
+whose certificate an agent's reloaded CRL revokes; a rotated site certificate is presented
 on the reconnection that follows the agent's SIGHUP) and the coordinator's
 SIGTERM drain (in-flight queries finish, are reported, and the daemon exits;
 a second signal exits at once). No timed assertions: every wait polls for
@@ -335,6 +336,35 @@ class ReloadTest(OpsTestBase):
         st = {s["site"]: s["online"] for s in self.coord_status()["sites"]}
         self.assertIs(st["site-a"], False)
         self.assertTrue(self.sb.alive("coordinator"))
+
+
+class CoordinatorRevokedTest(OpsTestBase):
+    # its own sandbox: ReloadTest leaves site-a revoked and site-b unregistered
+
+    def test_revoked_coordinator_cut_off_by_agent_reload(self):
+        # The other direction: site-b's operator revokes the COORDINATOR's
+        # certificate in the CRL the agent loads. The connected agent drops
+        # the link at its SIGHUP (not at some later reconnection), then
+        # refuses the coordinator at every handshake, and stays up.
+        self.sb.wait_online(["site-b"])
+        pki("revoke", self.sb.pki, "coordinator")
+        edit_conf(self.sb.path("agent-site-b.conf"), "agent", "crl",
+                  self.sb.path("pki", "ca.crl"))
+        off = self.sb.log_size("site-b")
+        self.signal("site-b", signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in self.sb.log_since("site-b", off), 20,
+                   what="site-b reload")
+        self.assertRegex(self.sb.log_since("site-b", off),
+                         r"coordinator certificate no longer accepted \(certificate revoked\): "
+                         r"disconnecting")
+        wait_until(lambda: "revoked" in self.sb.log_since("site-b", off).split(
+                       "disconnecting", 1)[-1], 30,
+                   what="site-b to refuse the coordinator at its next handshake (revoked)")
+        wait_until(lambda: not {s["site"]: s["online"]
+                                for s in self.coord_status()["sites"]}["site-b"], 30,
+                   what="site-b offline at the coordinator")
+        self.assertTrue(self.sb.alive("site-b"))
+        self.assertEqual(self.agent_status("site-b")["connection"] != "connected", True)
 
 
 class DrainTest(OpsTestBase):

@@ -158,6 +158,11 @@ static int p_double(cohort_plan *cp, double v)
     return param_add(cp, (db_param){ .type = DB_PARAM_DOUBLE, .d = v });
 }
 
+int cohort_plan_param_text(cohort_plan *cp, const char *s)
+{
+    return param_add(cp, (db_param){ .type = DB_PARAM_TEXT, .s = s });
+}
+
 static int p_list(cohort_plan *cp, const int64_t *v, size_t n)
 {
     return param_add(cp, (db_param){ .type = DB_PARAM_INT64_LIST, .list = v, .n = n });

@@ -104,6 +104,11 @@ int cohort_plan_sql(db_conn *db, cohort_plan *cp, cohort_select what) SDF_MUSTCH
 
 void cohort_plan_free(cohort_plan *cp);
 
+/* Append a text parameter for SQL a caller adds after cohort_plan_sql (e.g.
+ * a date); returns its number (1-based), or 0 with cp->sql.err set. The
+ * text is borrowed until the statement has run. */
+int cohort_plan_param_text(cohort_plan *cp, const char *s);
+
 /* The table whose rows drive the count's statement when the count can be
  * split into statements over disjoint row ranges of that table whose
  * person sets, united, are the cohort: nothing reads an index day (so

@@ -151,6 +151,22 @@ static int cohort_row(void *ctx, const db_value *cols, int ncols)
     return 0;
 }
 
+/* " AND c.index_day <op> DAY(?n)" with date (YYYY-MM-DD, checked by
+ * spec_validate) bound as ?n; nothing when date is absent or empty. */
+static int index_date_range(db_conn *db, cohort_plan *cp, const char *date, const char *op)
+{
+    if (!date || !*date)
+        return 0;
+    char ph[32], day[1024];
+    int n = cohort_plan_param_text(cp, date);
+    if (n == 0)
+        return cp->sql.err ? cp->sql.err : SDF_ENOMEM;
+    if (db_sql_param(db, n, ph, sizeof ph) < 0 || db_sql_day(db, ph, day, sizeof day) < 0)
+        return SDF_EOVERFLOW;
+    cohort_sql_add(&cp->sql, " AND c.index_day%s%s", op, day);
+    return cp->sql.err;
+}
+
 static int load_cohort(query_ctx *q, db_conn *db, const agent_dataset *ds,
                        const Sdefed__QuerySpec *spec, cohort_rows *C)
 {
@@ -178,8 +194,15 @@ static int load_cohort(query_ctx *q, db_conn *db, const agent_dataset *ds,
             b->p[b->len] = '\0';
             cohort_sql_add(b, "SELECT c.person_id, c.index_day, (%s - CAST(p.year_of_birth AS "
                               "INTEGER)), p.gender_concept_id FROM cohort c LEFT JOIN person p "
-                              "ON p.person_id = c.person_id ORDER BY c.person_id", yr);
-            err = b->err;
+                              "ON p.person_id = c.person_id WHERE 1 = 1", yr);
+            /* issue 6 item 3: validate.from/to bound the prediction date,
+             * which for a scorecard is the index date (a drift monitor's
+             * period) */
+            err = index_date_range(db, &cp, spec->validate->from, " >= ");
+            if (!err)
+                err = index_date_range(db, &cp, spec->validate->to, " <= ");
+            cohort_sql_add(b, " ORDER BY c.person_id");
+            err = err ? err : b->err;
         }
     }
     if (err == 0) {

@@ -1040,9 +1040,9 @@ static int validate_scorecard(const Sdefed__QuerySpec *s, struct path *p, char *
     path_pop(p, old);
     if (rc)
         return rc;
+    /* from/to bound the index date (the prediction date): see
+     * agent/scorecard.c; that is what lets a drift monitor watch a scorecard */
     const char *off = v->model_version && *v->model_version ? "model_version"
-                      : v->from && *v->from                   ? "from"
-                      : v->to && *v->to                       ? "to"
                       : v->n_compare_versions                 ? "compare_versions"
                                                               : NULL;
     if (off) {

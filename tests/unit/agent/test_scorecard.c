@@ -374,6 +374,9 @@ static ref reference(double intercept, bool has_missing, double missing)
     return reference_sex(intercept, has_missing, missing, -1);
 }
 
+/* Only persons whose index day is in [ref_from, ref_to] (validate.from/to). */
+static int ref_from = INT32_MIN, ref_to = INT32_MAX;
+
 /* gender >= 0: only persons with that gender_concept_id (0: neither). */
 static ref reference_sex(double intercept, bool has_missing, double missing, int gender)
 {
@@ -388,7 +391,7 @@ static ref reference_sex(double intercept, bool has_missing, double missing, int
             if (E[k].p == p && E[k].t == 'c' && in_set(E[k].concept, COND, 2) &&
                 (index < 0 || E[k].day < index))
                 index = E[k].day;
-        if (index < 0)
+        if (index < 0 || index < ref_from || index > ref_to)
             continue;
         if (gender >= 0 && P[p].gender != gender)
             continue;
@@ -482,6 +485,57 @@ static void test_scores_match_reference(void **state)
     ref fewer = reference(-1.0, false, 0.0);
     assert_true(fewer.n < want.n && fewer.n > 20);
     check_against_reference(fixture_spec(json, sizeof json, -1.0, ""), fewer);
+}
+
+/* The fixture's index days (first condition 2001/2002) nearest inside
+ * [lo, hi]: *first the smallest, *last the largest. */
+static void index_days_within(int lo, int hi, int *first, int *last)
+{
+    *first = INT32_MAX;
+    *last = INT32_MIN;
+    for (int p = 1; p <= NP; p++) {
+        int index = -1;
+        for (size_t k = 0; k < NE; k++)
+            if (E[k].p == p && E[k].t == 'c' && (E[k].concept == 2001 || E[k].concept == 2002) &&
+                (index < 0 || E[k].day < index))
+                index = E[k].day;
+        if (index >= lo && index <= hi) {
+            *first = index < *first ? index : *first;
+            *last = index > *last ? index : *last;
+        }
+    }
+}
+
+/* validate.from/to with a scorecard bound the index date (the prediction
+ * date), both ends included: what a drift monitor's periods use. */
+static void test_from_to_bound_the_index_date(void **state)
+{
+    (void)state;
+    char json[4096], spec[4300], from[16], to[16];
+    ref all = reference(-1.0, true, 7.0);
+    /* ends exactly on two persons' index days, so an exclusive end shows */
+    index_days_within(D2005 + 900, D2005 + 2400, &ref_from, &ref_to);
+    assert_true(ref_from < ref_to);
+    iso_of(ref_from, from);
+    iso_of(ref_to, to);
+    ref part = reference(-1.0, true, 7.0);
+    assert_true(part.n > 20 && part.n < all.n);   /* the range really cuts */
+    fixture_spec(json, sizeof json, -1.0, ", \"missing\": 7.0");
+    /* the same spec with "from"/"to" inside "validate" */
+    const char *v = strstr(json, "\"validate\": {");
+    assert_non_null(v);
+    size_t at = (size_t)(v - json) + strlen("\"validate\": {");
+    snprintf(spec, sizeof spec, "%.*s\"from\": \"%s\", \"to\": \"%s\", %s", (int)at, json, from,
+             to, json + at);
+    check_against_reference(spec, part);
+}
+
+static int reset_range(void **state)
+{
+    (void)state;
+    ref_from = INT32_MIN;
+    ref_to = INT32_MAX;
+    return 0;
 }
 
 /* by sex with a scorecard: levels from the person table, each checked */
@@ -754,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_spec_validate_proto),
         cmocka_unit_test(test_canonical_round_trip),
         cmocka_unit_test(test_scores_match_reference),
+        cmocka_unit_test_teardown(test_from_to_bound_the_index_date, reset_range),
         cmocka_unit_test(test_by_sex),
         cmocka_unit_test(test_rare_term_refused),
         cmocka_unit_test(test_refusals),

@@ -21,11 +21,11 @@
  *          SELECT i.person_id, MIN(i.index_day) FROM ev i LEFT JOIN person p ON ...
  *          WHERE <sex> AND <age at index> AND <observation period> AND <expression>
  *          GROUP BY i.person_id)
+ *   SELECT ...                                 -- count / persons / values
  *
  * When nothing reads index_day (needs_index_day), ev is `SELECT DISTINCT
  * e.person_id, NULL ...` and cohort has no GROUP BY: no event's date is
  * converted.
- *   SELECT ...                                 -- count / persons / values
  *
  * The expression is AND/OR/NOT over criterion predicates. A criterion with a
  * window is `EXISTS (SELECT 1 FROM T f WHERE f.person_id = i.person_id AND
@@ -1194,9 +1194,12 @@ const char *cohort_plan_split_table(const cohort_plan *cp)
     if (cp->has_index && drive == NO_DRIVER)
         drive = cp->index_crit;
     for (size_t k = 0; k < cp->n_crit; k++) {
-        if (k == drive || (cp->has_index && k == cp->index_crit))
+        bool is_index = cp->has_index && k == cp->index_crit;
+        if (cp->crit[k].cr->first_only && !is_index)
+            return NULL;   /* its first days are a set built over the whole table */
+        if (k == drive || is_index)
             continue;   /* the driver; a non-driving index is read per person */
-        if (cp->crit[k].cr->first_only || !crit_per_person(cp, k))
+        if (!crit_per_person(cp, k))
             return NULL;
     }
     return drive == NO_DRIVER ? "person" : cp->crit[drive].dm->table;

@@ -230,6 +230,10 @@ static void test_not_split_when_it_cannot_be(void **state)
     check_split(SPEC("{\"all\":[{\"domain\":\"drug\",\"concepts\":[1001],\"descendants\":true},"
                      "{\"domain\":\"condition\",\"concepts\":[2001],\"descendants\":true},"
                      "{\"domain\":\"measurement\",\"concepts\":[5001]}]}", ""), false);
+    /* a first_only criterion's first days are a set built over its table */
+    check_split(SPEC("{\"index\":{\"domain\":\"measurement\",\"concepts\":[5001]},\"all\":["
+                     "{\"domain\":\"drug\",\"concepts\":[1001],\"first_only\":true}]}",
+                     ""), false);
 }
 
 static void test_empty_cohort(void **state)

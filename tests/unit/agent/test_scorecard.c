@@ -487,6 +487,17 @@ static void test_scores_match_reference(void **state)
     check_against_reference(fixture_spec(json, sizeof json, -1.0, ""), fewer);
 }
 
+/* Person p's index day (first condition 2001/2002), -1 without one. */
+static int index_day_of(int p)
+{
+    int index = -1;
+    for (size_t k = 0; k < NE; k++)
+        if (E[k].p == p && E[k].t == 'c' && (E[k].concept == 2001 || E[k].concept == 2002) &&
+            (index < 0 || E[k].day < index))
+            index = E[k].day;
+    return index;
+}
+
 /* The fixture's index days (first condition 2001/2002) nearest inside
  * [lo, hi]: *first the smallest, *last the largest. */
 static void index_days_within(int lo, int hi, int *first, int *last)
@@ -494,11 +505,7 @@ static void index_days_within(int lo, int hi, int *first, int *last)
     *first = INT32_MAX;
     *last = INT32_MIN;
     for (int p = 1; p <= NP; p++) {
-        int index = -1;
-        for (size_t k = 0; k < NE; k++)
-            if (E[k].p == p && E[k].t == 'c' && (E[k].concept == 2001 || E[k].concept == 2002) &&
-                (index < 0 || E[k].day < index))
-                index = E[k].day;
+        int index = index_day_of(p);
         if (index >= lo && index <= hi) {
             *first = index < *first ? index : *first;
             *last = index > *last ? index : *last;
@@ -579,11 +586,7 @@ static int with_drug_1003(int lookback)
 {
     int count = 0;
     for (int p = 1; p <= NP; p++) {
-        int index = -1;
-        for (size_t k = 0; k < NE; k++)
-            if (E[k].p == p && E[k].t == 'c' && (E[k].concept == 2001 || E[k].concept == 2002) &&
-                (index < 0 || E[k].day < index))
-                index = E[k].day;
+        int index = index_day_of(p);
         if (index < 0)
             continue;
         for (size_t k = 0; k < NE; k++)

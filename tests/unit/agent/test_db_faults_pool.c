@@ -267,6 +267,30 @@ static void still_read_only(void **st)
     }
 }
 
+/* Each column's value as text, as SQLite writes it: integers (extremes
+ * included), reals, text, NULL. */
+static int texts_row(void *ctx, const db_value *cols, int ncols)
+{
+    char *out = ctx;
+    size_t o = 0;
+    for (int k = 0; k < ncols; k++)
+        o += (size_t)snprintf(out + o, 512 - o, "%s|", cols[k].is_null ? "NULL" : cols[k].s);
+    return 0;
+}
+
+static void values_as_text(void **st)
+{
+    (void)st;
+    db_conn *c = NULL;
+    char got[512] = "";
+    assert_int_equal(db_open(&ds, 0, NULL, &c), 0);
+    assert_int_equal(db_query(c, "SELECT 0, 7, -42, 9223372036854775807, "
+                                 "-9223372036854775807 - 1, 2.5, 'x y', NULL",
+                              NULL, 0, texts_row, got), 0);
+    db_close(c);
+    assert_string_equal(got, "0|7|-42|9223372036854775807|-9223372036854775808|2.5|x y|NULL|");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +300,7 @@ int main(void)
         cmocka_unit_test(failed_connection_is_not_reused),
         cmocka_unit_test(cached_statement_keeps_no_binding),
         cmocka_unit_test(still_read_only),
+        cmocka_unit_test(values_as_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

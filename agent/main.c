@@ -232,9 +232,6 @@ static void on_hup(uv_signal_t *s, int signum)
     a->cfg = cfg;
     a->tls = tls;
     log_set_level(cfg->cfg.log_level);
-    log_info("configuration reloaded (%zu datasets, min_cell %lld, rounding %lld, log level %d)",
-             cfg->cfg.n_datasets, (long long)cfg->cfg.policy.min_cell,
-             (long long)cfg->cfg.policy.rounding, (int)cfg->cfg.log_level);
     agent_ops_check_expiry(a);
     bool new_cert = agent_ops_cert_changed(&cfg->cfg);
     /* The connected coordinator's certificate, checked again against the
@@ -260,6 +257,12 @@ static void on_hup(uv_signal_t *s, int signum)
             log_info("new certificate: used from the next connection (%u queries in flight)",
                      a->n_jobs);
     }
+    /* Logged last, as the coordinator does: whoever waits for this line
+     * (an operator's tail, the tests) then sees every consequence of the
+     * reload, such as the disconnect above, already in the log. */
+    log_info("configuration reloaded (%zu datasets, min_cell %lld, rounding %lld, log level %d)",
+             cfg->cfg.n_datasets, (long long)cfg->cfg.policy.min_cell,
+             (long long)cfg->cfg.policy.rounding, (int)cfg->cfg.log_level);
     notify_send("READY=1\nSTATUS=configuration reloaded");
 }
 

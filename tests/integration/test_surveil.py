@@ -377,7 +377,9 @@ class MonitorTest(unittest.TestCase):
         got = read_json_file(self.alert_out)
         self.assertEqual(got["monitor"], mid)
         self.assertEqual(got["period"], al["period"])
-        self.assertIn("alert_command finished", self.sb.log("coordinator"))
+        # the script writes the file before it exits: wait for the exit too
+        wait_until(lambda: "alert_command finished" in self.sb.log("coordinator"), 15,
+                   what="coordinator to reap alert_command")
         self.assertIn("ALERT monitor %s" % mid, self.sb.log("coordinator"))
         p = self.sb.cli("alerts")
         self.assertEqual(p.returncode, 0, p.stderr)

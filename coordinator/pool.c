@@ -9,19 +9,24 @@
 #include <math.h>
 #include <string.h>
 
-int pool_strata_key(const Sdefed__Cell *c, char *buf, size_t len)
+int pool_key(Sdefed__Stratum *const *strata, size_t n, char *buf, size_t len)
 {
     size_t used = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < c->n_strata; i++) {
-        const Sdefed__Stratum *s = c->strata[i];
-        int n = snprintf(buf + used, len - used, "%s%s=%s", i ? "|" : "",
-                         s->name ? s->name : "", s->value ? s->value : "");
-        if (n < 0 || (size_t)n >= len - used)
+    for (size_t i = 0; i < n; i++) {
+        const Sdefed__Stratum *s = strata[i];
+        int w = snprintf(buf + used, len - used, "%s%s=%s", i ? "|" : "",
+                         s && s->name ? s->name : "", s && s->value ? s->value : "");
+        if (w < 0 || (size_t)w >= len - used)
             return SDF_EOVERFLOW;
-        used += (size_t)n;
+        used += (size_t)w;
     }
     return 0;
+}
+
+int pool_strata_key(const Sdefed__Cell *c, char *buf, size_t len)
+{
+    return pool_key(c->strata, c->n_strata, buf, len);
 }
 
 static void free_cell(Sdefed__PooledCell *p)
@@ -158,7 +163,7 @@ static void add_value(Sdefed__PooledCell *p, int64_t value, Sdefed__CellStatus s
 int pool_result(Sdefed__FederatedResult *r)
 {
     acc a = { 0 };
-    char key[1024];
+    char key[POOL_KEY_MAX];
     int rc = 0;
 
     for (size_t s = 0; s < r->n_sites && rc == 0; s++) {
@@ -270,7 +275,7 @@ int pool_summaries(Sdefed__FederatedResult *r)
 {
     sum_acc *sums = NULL;
     size_t n = 0, cap = 0;
-    char key[1024];
+    char key[POOL_KEY_MAX];
     int rc = 0;
 
     for (size_t si = 0; si < r->n_sites && rc == 0; si++) {
@@ -279,10 +284,7 @@ int pool_summaries(Sdefed__FederatedResult *r)
             continue;
         for (size_t k = 0; k < sr->n_summaries && rc == 0; k++) {
             const Sdefed__Summary *x = sr->summaries[k];
-            Sdefed__Cell tmp = SDEFED__CELL__INIT;
-            tmp.n_strata = x->n_strata;
-            tmp.strata = x->strata;
-            if (pool_strata_key(&tmp, key, sizeof key) != 0)
+            if (pool_key(x->strata, x->n_strata, key, sizeof key) != 0)
                 continue;
             size_t i = 0;
             while (i < n && strcmp(sums[i].key, key) != 0)

@@ -36,8 +36,13 @@ void pool_free_cells(Sdefed__FederatedResult *r);
  * SDF_ENOMEM. */
 int pool_summaries(Sdefed__FederatedResult *r) SDF_MUSTCHECK;
 
-/* A stable text key for a cell's strata ("sex=female|age_band=40-49"),
- * written into buf. Returns 0 or SDF_EOVERFLOW. */
+/* A stable text key for a list of strata ("sex=female|age_band=40-49"),
+ * written into buf: what pooling matches sites' cells, summaries and
+ * validations by. Returns 0 or SDF_EOVERFLOW. pool_strata_key is this for
+ * a cell's strata. Keys are compared in buffers of POOL_KEY_MAX bytes
+ * (result_check.c refuses an answer whose key would not fit). */
+#define POOL_KEY_MAX 1024
+int pool_key(Sdefed__Stratum *const *strata, size_t n, char *buf, size_t len);
 int pool_strata_key(const Sdefed__Cell *c, char *buf, size_t len);
 
 #endif

@@ -14,7 +14,7 @@
 #include "sdefed/surveil_stats.h"
 
 #define POOL_SURVEIL_MAX_ROWS 200000
-#define KEY_MAX 512
+#define KEY_MAX POOL_SURVEIL_KEY_MAX
 
 typedef struct prow {
     Sdefed__SurveilRow *row;
@@ -40,10 +40,9 @@ void pool_surveil_free(Sdefed__FederatedResult *r)
     r->n_pooled_surveil = 0;
 }
 
-/* "c|period|name=value|..." (c: 'e' exposure, 'c' comparator). */
-static int row_key(const Sdefed__SurveilRow *x, bool comparator, char *buf, size_t len)
+int pool_surveil_key(const Sdefed__SurveilRow *x, char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%c|%s", comparator ? 'c' : 'e', x->period ? x->period : "");
+    int n = snprintf(buf, len, "%c|%s", x->comparator ? 'c' : 'e', x->period ? x->period : "");
     if (n < 0 || (size_t)n >= len)
         return SDF_EOVERFLOW;
     size_t off = (size_t)n;
@@ -127,7 +126,7 @@ int pool_surveil(Sdefed__FederatedResult *r)
         for (size_t k = 0; k < sr->n_surveil && rc == 0; k++) {
             const Sdefed__SurveilRow *x = sr->surveil[k];
             char key[KEY_MAX];
-            if (!x || row_key(x, x->comparator, key, sizeof key) != 0)
+            if (!x || pool_surveil_key(x, key, sizeof key) != 0)
                 continue;
             size_t j;
             for (j = 0; j < n; j++)

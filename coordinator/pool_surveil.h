@@ -22,6 +22,12 @@
  * Freed by pool_surveil_free(). Returns 0 or SDF_ENOMEM (nothing pooled). */
 int pool_surveil(Sdefed__FederatedResult *r) SDF_MUSTCHECK;
 
+/* The key rows are matched by, "c|period|name=value|..." (c: 'e' for the
+ * exposure arm, 'c' for the comparator), in a buffer of
+ * POOL_SURVEIL_KEY_MAX bytes. Returns 0 or SDF_EOVERFLOW. */
+#define POOL_SURVEIL_KEY_MAX 512
+int pool_surveil_key(const Sdefed__SurveilRow *x, char *buf, size_t len);
+
 /* Free r->pooled_surveil (rows built by pool_surveil). */
 void pool_surveil_free(Sdefed__FederatedResult *r);
 

@@ -10,6 +10,7 @@
  * cells there (otherwise a sum of some sites' cells would be misread).
  */
 #include "pool_validate.h"
+#include "pool.h"   /* pool_key */
 
 #include <math.h>
 #include <stdio.h>
@@ -381,20 +382,6 @@ out:
 }
 
 /* ---- pooling the messages ---- */
-
-static int strata_key(Sdefed__Stratum *const *st, size_t n, char *buf, size_t len)
-{
-    size_t off = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        int w = snprintf(buf + off, len - off, "%s%s=%s", i ? "|" : "",
-                         st[i]->name ? st[i]->name : "", st[i]->value ? st[i]->value : "");
-        if (w < 0 || (size_t)w >= len - off)
-            return SDF_EOVERFLOW;
-        off += (size_t)w;
-    }
-    return 0;
-}
 
 static void wilson(int64_t x, int64_t n, double *est, double *lo, double *hi)
 {
@@ -775,7 +762,7 @@ int pool_validations(Sdefed__FederatedResult *r)
 {
     size_t cap = 0, n = 0, nsites = r->n_sites ? r->n_sites : 1;
     group *g = NULL;
-    char key[1024];
+    char key[POOL_KEY_MAX];
     int rc = 0;
     for (size_t s = 0; s < r->n_sites && rc == 0; s++) {
         const Sdefed__SiteResult *sr = r->sites[s];
@@ -783,7 +770,7 @@ int pool_validations(Sdefed__FederatedResult *r)
             continue;
         for (size_t k = 0; k < sr->n_validations && rc == 0; k++) {
             const Sdefed__Validation *v = sr->validations[k];
-            if (!v->released || strata_key(v->strata, v->n_strata, key, sizeof key) != 0)
+            if (!v->released || pool_key(v->strata, v->n_strata, key, sizeof key) != 0)
                 continue;
             size_t j = 0;
             while (j < n && strcmp(g[j].key, key) != 0)

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "pool.h"
+#include "result_check.h"
 #include "sdefed/pbcopy.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
@@ -383,14 +384,72 @@ void dispatch_submit_internal(coord *co, const char *requester, const Sdefed__Su
     submit_any(co, NULL, requester, 0, sub, done, done_ctx);
 }
 
-/* Put res (status OK or REFUSED) into a site result that said HELD: move
+/* Free the data res carries (it came from protobuf unpack). */
+static void result_strip(Sdefed__QueryResult *res)
+{
+    for (size_t k = 0; k < res->n_cells; k++)
+        sdefed__cell__free_unpacked(res->cells[k], NULL);
+    free(res->cells);
+    res->cells = NULL;
+    res->n_cells = 0;
+    for (size_t k = 0; k < res->n_catalog; k++)
+        sdefed__dataset_info__free_unpacked(res->catalog[k], NULL);
+    free(res->catalog);
+    res->catalog = NULL;
+    res->n_catalog = 0;
+    for (size_t k = 0; k < res->n_summaries; k++)
+        sdefed__summary__free_unpacked(res->summaries[k], NULL);
+    free(res->summaries);
+    res->summaries = NULL;
+    res->n_summaries = 0;
+    for (size_t k = 0; k < res->n_surveil; k++)
+        sdefed__surveil_row__free_unpacked(res->surveil[k], NULL);
+    free(res->surveil);
+    res->surveil = NULL;
+    res->n_surveil = 0;
+    for (size_t k = 0; k < res->n_validations; k++)
+        sdefed__validation__free_unpacked(res->validations[k], NULL);
+    free(res->validations);
+    res->validations = NULL;
+    res->n_validations = 0;
+}
+
+/* An ok answer that fails result_check() becomes SITE_ERROR with the
+ * reason and without its data, so nothing of it is pooled, stored or
+ * shown. (Out of memory for the reason text: the site's own reason stays.) */
+static void result_screen(Sdefed__QueryKind kind, const char *qid, const char *site,
+                          Sdefed__QueryResult *res)
+{
+    if (res->status != SDEFED__SITE_STATUS__SITE_OK)
+        return;
+    char why[256];
+    int rc = result_check(kind, res, why, sizeof why);
+    if (rc == 0)
+        return;
+    if (rc == SDF_ENOMEM)
+        snprintf(why, sizeof why, "coordinator out of memory checking the result");
+    else
+        log_warn("query %s: site %s: %s", qid, site, why);
+    result_strip(res);
+    res->status = SDEFED__SITE_STATUS__SITE_ERROR;
+    char *reason = strdup(why);
+    if (!reason)
+        return;
+    if (res->reason && res->reason != protobuf_c_empty_string)
+        free(res->reason);
+    res->reason = reason;
+}
+
+/* Put res (status OK, REFUSED, or ERROR after result_screen) into a site
+ * result that said HELD: move
  * its contents over. Returns false when sr was not held or res is not an
  * allowed outcome. */
 static bool late_apply(Sdefed__SiteResult *sr, Sdefed__QueryResult *res)
 {
     if (sr->status != SDEFED__SITE_STATUS__SITE_HELD ||
         (res->status != SDEFED__SITE_STATUS__SITE_OK &&
-         res->status != SDEFED__SITE_STATUS__SITE_REFUSED))
+         res->status != SDEFED__SITE_STATUS__SITE_REFUSED &&
+         res->status != SDEFED__SITE_STATUS__SITE_ERROR))
         return false;
     char *reason = strdup(res->reason ? res->reason : "");
     if (!reason)
@@ -467,6 +526,7 @@ static void dispatch_late_result(coord *co, size_t site_index, Sdefed__QueryResu
                 (res->status != SDEFED__SITE_STATUS__SITE_OK &&
                  res->status != SDEFED__SITE_STATUS__SITE_REFUSED))
                 continue;
+            result_screen(q->spec->kind, qid, site, res);
             log_info("query %s: site %s released its held result (%s)", qid, site,
                      spec_site_status_name(res->status));
             slot_set(s, res->status, res->reason);
@@ -480,7 +540,9 @@ static void dispatch_late_result(coord *co, size_t site_index, Sdefed__QueryResu
     Sdefed__FederatedResult *r = NULL;
     int rc = qid[0] ? store_query_load(co->st, qid, &r) : SDF_ENOTFOUND;
     bool applied = false;
-    if (rc == 0) {
+    if (rc == 0 && (res->status == SDEFED__SITE_STATUS__SITE_OK ||
+                    res->status == SDEFED__SITE_STATUS__SITE_REFUSED)) {
+        result_screen(r->kind, qid, site, res);
         for (size_t i = 0; i < r->n_sites; i++) {
             Sdefed__SiteResult *sr = r->sites[i];
             if (sr->site && strcmp(sr->site, site) == 0) {
@@ -539,6 +601,11 @@ void dispatch_result(coord *co, size_t site_index, Sdefed__QueryResult *res)
                 st != SDEFED__SITE_STATUS__SITE_TIMEOUT && st != SDEFED__SITE_STATUS__SITE_ERROR &&
                 st != SDEFED__SITE_STATUS__SITE_HELD)
                 st = SDEFED__SITE_STATUS__SITE_ERROR;
+            /* An ok answer is checked before it can be pooled. */
+            if (st == SDEFED__SITE_STATUS__SITE_OK) {
+                result_screen(q->spec->kind, qid, co->cfg.sites[site_index].id, res);
+                st = res->status;
+            }
             slot_set(s, st, res->reason);
             s->res = res;
             q->n_pending--;

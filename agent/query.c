@@ -25,6 +25,7 @@
 #include "disclosure/guard.h"
 #include "disclosure/stats.h"
 #include "sdefed/log.h"
+#include "sdefed/result_data.h"
 #include "sdefed/spec.h"
 
 /* A request without a deadline (0) still gets one: queries never run
@@ -71,36 +72,6 @@ static int set_reason(Sdefed__QueryResult *r, const char *reason)
         return SDF_ENOMEM;
     }
     return 0;
-}
-
-/* Drop any cells or catalog entries (a failed query releases nothing). */
-static void result_clear_data(Sdefed__QueryResult *r)
-{
-    for (size_t k = 0; k < r->n_cells; k++)
-        sdefed__cell__free_unpacked(r->cells[k], NULL);
-    free(r->cells);
-    r->cells = NULL;
-    r->n_cells = 0;
-    for (size_t k = 0; k < r->n_catalog; k++)
-        sdefed__dataset_info__free_unpacked(r->catalog[k], NULL);
-    free(r->catalog);
-    r->catalog = NULL;
-    r->n_catalog = 0;
-    for (size_t k = 0; k < r->n_summaries; k++)   /* issue 3 */
-        sdefed__summary__free_unpacked(r->summaries[k], NULL);
-    free(r->summaries);
-    r->summaries = NULL;
-    r->n_summaries = 0;
-    for (size_t k = 0; k < r->n_surveil; k++)   /* issue 6 */
-        sdefed__surveil_row__free_unpacked(r->surveil[k], NULL);
-    free(r->surveil);
-    r->surveil = NULL;
-    r->n_surveil = 0;
-    for (size_t k = 0; k < r->n_validations; k++)   /* issue 5 */
-        sdefed__validation__free_unpacked(r->validations[k], NULL);
-    free(r->validations);
-    r->validations = NULL;
-    r->n_validations = 0;
 }
 
 static int set_policy(Sdefed__QueryResult *r, const disc_policy *p, unsigned rules)
@@ -343,7 +314,7 @@ Sdefed__QueryResult *query_run(const agent_config *cfg, const Sdefed__QueryReque
     }
 
 done:
-    result_clear_data(r);
+    result_data_clear(r);
     if (err == SDF_EREFUSED && guard.rules && !r->policy &&
         (set_policy(r, &policy, guard.rules) || set_policy_extra(r, &guard)))
         goto nomem;

@@ -22,6 +22,7 @@
 #include "result_check.h"
 #include "sdefed/pbcopy.h"
 #include "sdefed/log.h"
+#include "sdefed/result_data.h"
 #include "sdefed/spec.h"
 
 /* Grace after the deadline for the agents' own "timeout" answers to arrive. */
@@ -384,36 +385,6 @@ void dispatch_submit_internal(coord *co, const char *requester, const Sdefed__Su
     submit_any(co, NULL, requester, 0, sub, done, done_ctx);
 }
 
-/* Free the data res carries (it came from protobuf unpack). */
-static void result_strip(Sdefed__QueryResult *res)
-{
-    for (size_t k = 0; k < res->n_cells; k++)
-        sdefed__cell__free_unpacked(res->cells[k], NULL);
-    free(res->cells);
-    res->cells = NULL;
-    res->n_cells = 0;
-    for (size_t k = 0; k < res->n_catalog; k++)
-        sdefed__dataset_info__free_unpacked(res->catalog[k], NULL);
-    free(res->catalog);
-    res->catalog = NULL;
-    res->n_catalog = 0;
-    for (size_t k = 0; k < res->n_summaries; k++)
-        sdefed__summary__free_unpacked(res->summaries[k], NULL);
-    free(res->summaries);
-    res->summaries = NULL;
-    res->n_summaries = 0;
-    for (size_t k = 0; k < res->n_surveil; k++)
-        sdefed__surveil_row__free_unpacked(res->surveil[k], NULL);
-    free(res->surveil);
-    res->surveil = NULL;
-    res->n_surveil = 0;
-    for (size_t k = 0; k < res->n_validations; k++)
-        sdefed__validation__free_unpacked(res->validations[k], NULL);
-    free(res->validations);
-    res->validations = NULL;
-    res->n_validations = 0;
-}
-
 /* An ok answer that fails result_check() becomes SITE_ERROR with the
  * reason and without its data, so nothing of it is pooled, stored or
  * shown. (Out of memory for the reason text: the site's own reason stays.) */
@@ -430,7 +401,7 @@ static void result_screen(Sdefed__QueryKind kind, const char *qid, const char *s
         snprintf(why, sizeof why, "coordinator out of memory checking the result");
     else
         log_warn("query %s: site %s: %s", qid, site, why);
-    result_strip(res);
+    result_data_clear(res);
     res->status = SDEFED__SITE_STATUS__SITE_ERROR;
     char *reason = strdup(why);
     if (!reason)

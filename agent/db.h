@@ -49,14 +49,37 @@ typedef struct db_param {
     double d;                  /* DB_PARAM_DOUBLE */
 } db_param;
 
-/* One column of a result row. `s` is the value as text (NULL when is_null),
- * valid only during the row callback; `i` is the value as an integer
- * (0 for NULL or non-numeric text). */
+/* One column of a result row, valid only during the row callback. `i` is
+ * the value as an integer (0 for NULL or non-numeric text). When the
+ * backend read a number (SQLite INTEGER or REAL) is_number is set and `d`
+ * holds it. `s` is the text when the backend has it at hand (PostgreSQL
+ * always, SQLite for TEXT values); otherwise db_value_text() makes it on
+ * demand — turning every number of a large result into text cost ~15 % of
+ * a 1M-person scorecard (SQLite formats a REAL with its own printf). */
 typedef struct db_value {
     bool is_null;
+    bool is_number;
     int64_t i;
+    double d;
     const char *s;
+    const char *(*text_of)(const struct db_value *v);   /* backend's, when s is NULL */
+    void *impl;                                          /* for text_of */
+    int col;
 } db_value;
+
+/* v as text: NULL for a NULL value, or when the text cannot be made (out
+ * of memory: callers treat a NULL for a non-NULL value as SDF_ENOMEM). */
+static inline const char *db_value_text(const db_value *v)
+{
+    if (v->is_null)
+        return NULL;
+    return v->s ? v->s : v->text_of ? v->text_of(v) : NULL;
+}
+
+/* v as a finite double in *out: a number directly, text only if strtod
+ * reads all of it. Returns 0, SDF_EINVAL (NULL, other text, infinite or
+ * NaN) or SDF_ENOMEM (the text could not be made). */
+int db_value_double(const db_value *v, double *out) SDF_MUSTCHECK;
 
 /* Called for every result row. Return 0 to continue, a positive value to
  * stop early (db_query() then returns 0), or a negative SDF_E* code to

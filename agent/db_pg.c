@@ -369,6 +369,9 @@ static void column_value(const PGresult *r, int k, db_value *v)
     v->is_null = PQgetisnull(r, 0, k);
     v->s = v->is_null ? NULL : PQgetvalue(r, 0, k);
     v->i = 0;
+    v->is_number = false;   /* text protocol: numbers are read from s */
+    v->d = 0.0;
+    v->text_of = NULL;
     if (v->is_null)
         return;
     switch (PQftype(r, k)) {

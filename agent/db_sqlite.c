@@ -441,6 +441,13 @@ static int bind_params(sqlite_conn *c, sqlite3_stmt *st, const db_param *params,
     return 0;
 }
 
+/* db_value.text_of: the column as text, made by SQLite now (valid until
+ * the statement steps again). */
+static const char *sqlite_text_of(const db_value *v)
+{
+    return (const char *)sqlite3_column_text((sqlite3_stmt *)v->impl, v->col);
+}
+
 static int sqlite_query(db_conn *base, const char *sql, const db_param *params,
                         size_t nparams, db_row_fn fn, void *ctx)
 {
@@ -485,11 +492,18 @@ static int sqlite_query(db_conn *base, const char *sql, const db_param *params,
         }
         for (int k = 0; k < ncols; k++) {
             int t = sqlite3_column_type(st, k);
-            cols[k].is_null = (t == SQLITE_NULL);
-            cols[k].i = (t == SQLITE_INTEGER || t == SQLITE_FLOAT)
-                            ? sqlite3_column_int64(st, k) : 0;
-            cols[k].s = cols[k].is_null ? NULL : (const char *)sqlite3_column_text(st, k);
-            if (!cols[k].is_null && !cols[k].s) {
+            db_value *v = &cols[k];
+            v->is_null = (t == SQLITE_NULL);
+            v->is_number = (t == SQLITE_INTEGER || t == SQLITE_FLOAT);
+            v->i = v->is_number ? sqlite3_column_int64(st, k) : 0;
+            v->d = t == SQLITE_FLOAT ? sqlite3_column_double(st, k) : (double)v->i;
+            /* text as stored costs nothing; numbers become text only when
+             * a caller asks (sqlite_text_of) */
+            v->s = t == SQLITE_TEXT ? (const char *)sqlite3_column_text(st, k) : NULL;
+            v->text_of = sqlite_text_of;
+            v->impl = st;
+            v->col = k;
+            if (t == SQLITE_TEXT && !v->s) {
                 err = SDF_ENOMEM;
                 break;
             }

@@ -29,8 +29,9 @@ static int first_text(void *ctx, const db_value *cols, int ncols)
     if (t->found)
         return 0;
     t->found = true;
-    if (ncols >= 1 && cols[0].s)
-        snprintf(t->buf, sizeof t->buf, "%s", cols[0].s);
+    const char *s = ncols >= 1 ? db_value_text(&cols[0]) : NULL;
+    if (s)
+        snprintf(t->buf, sizeof t->buf, "%s", s);
     return 0;
 }
 

@@ -49,12 +49,12 @@ static int value_row(void *ctx, const db_value *cols, int ncols)
 {
     collect *c = ctx;
     size_t ns = c->cp->n_strata;
-    if ((size_t)ncols != ns + 1 || cols[ns].is_null || !cols[ns].s)
+    if ((size_t)ncols != ns + 1 || cols[ns].is_null)
         return SDF_EDB;
-    char *end = NULL;
-    double x = strtod(cols[ns].s, &end);
-    if (end == cols[ns].s || !isfinite(x))
-        return 0;   /* not a number: not a value */
+    double x;
+    int e = db_value_double(&cols[ns], &x);
+    if (e)
+        return e == SDF_ENOMEM ? e : 0;   /* not a number: not a value */
     size_t idx = 0;
     for (size_t k = 0; k < ns; k++)
         idx = idx * c->cp->strata[k].n_levels + cohort_level_index(&c->cp->strata[k], &cols[k]);

@@ -248,7 +248,7 @@ static size_t strata_index(const acc *a, int64_t g, bool g_null, int64_t yob, bo
     size_t idx = 0;
     for (size_t k = 0; k < cp->n_strata; k++) {
         const cohort_strat *s = &cp->strata[k];
-        db_value v = { false, 0, NULL };
+        db_value v = { .is_null = false };
         if (s->kind == SDEFED__STRATIFIER__STRAT_SEX) {
             v.i = g_null ? 0 : g == 8507 ? 1 : g == 8532 ? 2 : 0;
         } else {   /* age band (spec_validate allows only these two) */

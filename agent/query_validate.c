@@ -102,18 +102,6 @@ static const agent_column *column_of(const agent_dataset *ds, agent_column_role 
     return NULL;
 }
 
-static bool parse_double(const char *s, double *out)
-{
-    if (!s)
-        return false;
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0' || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
 /* A category value released as a stratum label: 1..39 of [A-Za-z0-9 _.+-]. */
 static bool plain_label(const char *s)
 {
@@ -153,11 +141,17 @@ static int load_row(void *ctx, const db_value *cols, int ncols)
     r->person = cols[0].i;
     if (cols[1].is_null)
         return refuse(q, "score column: NULL value(s); scores must be numbers in [0, 1]");
-    if (!parse_double(cols[1].s, &r->score) || r->score < 0.0 || r->score > 1.0)
+    int e = db_value_double(&cols[1], &r->score);
+    if (e == SDF_ENOMEM)
+        return e;
+    if (e || r->score < 0.0 || r->score > 1.0)
         return refuse(q, "score column: value(s) outside [0, 1] or not numbers");
     if (L->has_label) {
-        double y;
-        if (cols[2].is_null || !parse_double(cols[2].s, &y) || (y != 0.0 && y != 1.0))
+        double y = 0.0;
+        e = cols[2].is_null ? SDF_EINVAL : db_value_double(&cols[2], &y);
+        if (e == SDF_ENOMEM)
+            return e;
+        if (e || (y != 0.0 && y != 1.0))
             return refuse(q, "label column: value(s) other than 0 and 1 (or NULL)");
         r->label = y == 1.0;
     }
@@ -170,7 +164,9 @@ static int load_row(void *ctx, const db_value *cols, int ncols)
         if (L->virt[b])
             continue;   /* set from OMOP after loading */
         const db_value *v = &cols[4 + b];
-        const char *lab = v->is_null ? "unknown" : v->s;
+        const char *lab = v->is_null ? "unknown" : db_value_text(v);
+        if (!lab)
+            return SDF_ENOMEM;
         if (!plain_label(lab))
             return refuse(q, "category column '%s': a value that is not a plain label "
                              "(1-39 of letters, digits, space, _ . + -)", L->by_name[b]);
@@ -188,7 +184,10 @@ static int load_row(void *ctx, const db_value *cols, int ncols)
     }
     if (L->compare) {   /* the WHERE clause kept only the two versions */
         const db_value *v = &cols[4 + L->n_by];
-        r->ver = !v->is_null && v->s && strcmp(v->s, L->ver_b) == 0;
+        const char *ver = db_value_text(v);
+        if (!v->is_null && !ver)
+            return SDF_ENOMEM;
+        r->ver = ver && strcmp(ver, L->ver_b) == 0;
     }
     L->n++;
     return 0;

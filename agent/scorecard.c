@@ -248,12 +248,11 @@ static int event_row(void *ctx, const db_value *cols, int ncols)
         return 0;
     double v = 0.0;
     if (E->values) {
-        char *end = NULL;
-        if (cols[2].is_null || !cols[2].s)
+        if (cols[2].is_null)
             return 0;
-        v = strtod(cols[2].s, &end);
-        if (end == cols[2].s || *end != '\0' || !isfinite(v))
-            return 0;   /* not a number: as if absent */
+        int e = db_value_double(&cols[2], &v);
+        if (e)
+            return e == SDF_ENOMEM ? e : 0;   /* not a number: as if absent */
     }
     if (E->m == E->cap) {
         if (E->cap >= VALIDATE_MAX_ROWS)

@@ -274,8 +274,52 @@ static int texts_row(void *ctx, const db_value *cols, int ncols)
     char *out = ctx;
     size_t o = 0;
     for (int k = 0; k < ncols; k++)
-        o += (size_t)snprintf(out + o, 512 - o, "%s|", cols[k].is_null ? "NULL" : cols[k].s);
+        o += (size_t)snprintf(out + o, 512 - o, "%s|",
+                              cols[k].is_null ? "NULL" : db_value_text(&cols[k]));
     return 0;
+}
+
+/* Each column through db_value_double: its value, or the error code. */
+typedef struct doubles {
+    double v[8];
+    int rc[8];
+    bool number[8];
+} doubles;
+
+static int doubles_row(void *ctx, const db_value *cols, int ncols)
+{
+    doubles *d = ctx;
+    for (int k = 0; k < ncols && k < 8; k++) {
+        d->rc[k] = db_value_double(&cols[k], &d->v[k]);
+        d->number[k] = cols[k].is_number;
+    }
+    return 0;
+}
+
+static void values_as_numbers(void **st)
+{
+    (void)st;
+    db_conn *c = NULL;
+    doubles d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(db_open(&ds, 0, NULL, &c), 0);
+    assert_int_equal(db_query(c, "SELECT 7, 2.5, 0.1 + 0.2, '3.25', 'abc', NULL, 1e400, '4x'",
+                              NULL, 0, doubles_row, &d), 0);
+    db_close(c);
+    assert_int_equal(d.rc[0], 0);
+    assert_true(d.v[0] == 7.0 && d.number[0]);
+    assert_int_equal(d.rc[1], 0);
+    assert_true(d.v[1] == 2.5 && d.number[1]);
+    /* the stored double itself, not its 15-digit text ("0.3") read back */
+    assert_int_equal(d.rc[2], 0);
+    assert_true(d.v[2] == 0.1 + 0.2);
+    assert_true(d.v[2] != 0.3);
+    assert_int_equal(d.rc[3], 0);   /* numeric text is read whole */
+    assert_true(d.v[3] == 3.25 && !d.number[3]);
+    assert_int_equal(d.rc[4], SDF_EINVAL);   /* other text */
+    assert_int_equal(d.rc[5], SDF_EINVAL);   /* NULL */
+    assert_int_equal(d.rc[6], SDF_EINVAL);   /* infinite */
+    assert_int_equal(d.rc[7], SDF_EINVAL);   /* a number with a tail */
 }
 
 static void values_as_text(void **st)
@@ -301,6 +345,7 @@ int main(void)
         cmocka_unit_test(cached_statement_keeps_no_binding),
         cmocka_unit_test(still_read_only),
         cmocka_unit_test(values_as_text),
+        cmocka_unit_test(values_as_numbers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -11,6 +11,7 @@
 #include "sdefed/conf.h"
 #include "sdefed/log.h"
 #include "sdefed/spec.h"
+#include "sdefed/stmt_cache.h"
 
 static bool kind_known(const char *name)
 {
@@ -197,9 +198,10 @@ static void row_to_project(sqlite3_stmt *st, gov_project *p)
 int project_get(state *s, const char *id, gov_project *out)
 {
     sqlite3 *db = state_db(s);
+    stmt_cache *sc = state_stmts(s);   /* run on every query: kept prepared */
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1", -1, &st,
-                           NULL) != SQLITE_OK) {
+    if (stmt_cache_get(sc, "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1", &st) !=
+        SQLITE_OK) {
         log_error("projects: %s", sqlite3_errmsg(db));
         return SDF_EDB;
     }
@@ -209,7 +211,7 @@ int project_get(state *s, const char *id, gov_project *out)
         row_to_project(st, out);
     else if (rc != SQLITE_DONE)
         log_error("projects: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
+    stmt_cache_put(sc, st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? SDF_ENOTFOUND : SDF_EDB;
 }
 

@@ -44,6 +44,7 @@ typedef struct site_state {
     size_t n_datasets;
     char address[64];
     uint64_t n_results[8];       /* results received, by Sdefed__SiteStatus (metrics) */
+    uint64_t n_malformed;        /* ok answers refused by result_check (metrics) */
     uint64_t n_connects;         /* accepted Hellos (metrics) */
 } site_state;
 

@@ -95,6 +95,7 @@ static char *render_status(void *arg)
                 json_object_set_new(res, status_name(k), json_integer((json_int_t)s->n_results[k]));
         }
         json_object_set_new(j, "queries_answered", json_integer((json_int_t)total));
+        json_object_set_new(j, "malformed_results", json_integer((json_int_t)s->n_malformed));
         if (res)
             json_object_set_new(j, "results", res);
         json_object_set_new(j, "connects", json_integer((json_int_t)s->n_connects));
@@ -234,6 +235,12 @@ static char *render_metrics(coord *co)
                 sb_printf(&b, "sdefed_site_results_total{site=\"%s\",status=\"%s\"} %llu\n",
                           co->cfg.sites[i].id, status_name(k),
                           (unsigned long long)co->sites[i].n_results[k]);
+    sb_printf(&b, "# HELP sdefed_site_malformed_results_total Ok answers refused as malformed "
+                  "before pooling (coordinator/result_check.h).\n"
+                  "# TYPE sdefed_site_malformed_results_total counter\n");
+    for (size_t i = 0; i < co->cfg.n_sites; i++)
+        sb_printf(&b, "sdefed_site_malformed_results_total{site=\"%s\"} %llu\n",
+                  co->cfg.sites[i].id, (unsigned long long)co->sites[i].n_malformed);
     if (b.failed) {
         free(b.p);
         return NULL;

@@ -387,8 +387,9 @@ void dispatch_submit_internal(coord *co, const char *requester, const Sdefed__Su
 
 /* An ok answer that fails result_check() becomes SITE_ERROR with the
  * reason and without its data, so nothing of it is pooled, stored or
- * shown. (Out of memory for the reason text: the site's own reason stays.) */
-static void result_screen(Sdefed__QueryKind kind, const char *qid, const char *site,
+ * shown, and counts in the site's malformed total (status, metrics).
+ * (Out of memory for the reason text: the site's own reason stays.) */
+static void result_screen(coord *co, size_t site_index, Sdefed__QueryKind kind, const char *qid,
                           Sdefed__QueryResult *res)
 {
     if (res->status != SDEFED__SITE_STATUS__SITE_OK)
@@ -397,10 +398,12 @@ static void result_screen(Sdefed__QueryKind kind, const char *qid, const char *s
     int rc = result_check(kind, res, why, sizeof why);
     if (rc == 0)
         return;
-    if (rc == SDF_ENOMEM)
+    if (rc == SDF_ENOMEM) {
         snprintf(why, sizeof why, "coordinator out of memory checking the result");
-    else
-        log_warn("query %s: site %s: %s", qid, site, why);
+    } else {
+        co->sites[site_index].n_malformed++;
+        log_warn("query %s: site %s: %s", qid, co->cfg.sites[site_index].id, why);
+    }
     result_data_clear(res);
     res->status = SDEFED__SITE_STATUS__SITE_ERROR;
     char *reason = strdup(why);
@@ -497,7 +500,7 @@ static void dispatch_late_result(coord *co, size_t site_index, Sdefed__QueryResu
                 (res->status != SDEFED__SITE_STATUS__SITE_OK &&
                  res->status != SDEFED__SITE_STATUS__SITE_REFUSED))
                 continue;
-            result_screen(q->spec->kind, qid, site, res);
+            result_screen(co, site_index, q->spec->kind, qid, res);
             log_info("query %s: site %s released its held result (%s)", qid, site,
                      spec_site_status_name(res->status));
             slot_set(s, res->status, res->reason);
@@ -513,7 +516,7 @@ static void dispatch_late_result(coord *co, size_t site_index, Sdefed__QueryResu
     bool applied = false;
     if (rc == 0 && (res->status == SDEFED__SITE_STATUS__SITE_OK ||
                     res->status == SDEFED__SITE_STATUS__SITE_REFUSED)) {
-        result_screen(r->kind, qid, site, res);
+        result_screen(co, site_index, r->kind, qid, res);
         for (size_t i = 0; i < r->n_sites; i++) {
             Sdefed__SiteResult *sr = r->sites[i];
             if (sr->site && strcmp(sr->site, site) == 0) {
@@ -574,7 +577,7 @@ void dispatch_result(coord *co, size_t site_index, Sdefed__QueryResult *res)
                 st = SDEFED__SITE_STATUS__SITE_ERROR;
             /* An ok answer is checked before it can be pooled. */
             if (st == SDEFED__SITE_STATUS__SITE_OK) {
-                result_screen(q->spec->kind, qid, co->cfg.sites[site_index].id, res);
+                result_screen(co, site_index, q->spec->kind, qid, res);
                 st = res->status;
             }
             slot_set(s, st, res->reason);

@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 
-from sandbox import (REPO, ROLE_AGENT, SandboxTestCase, frame, hello_envelope,
+from sandbox import (REPO, ROLE_AGENT, SandboxTestCase, bin_path, frame, hello_envelope,
                      pb_field_bytes, pb_fields, strata_key, wait_until)
 
 COUNT = {"kind": "count", "project": "demo", "dataset": "omop",
@@ -131,12 +131,22 @@ class LyingSiteTest(SandboxTestCase):
         self.assertEqual(by["site-a"]["status"], "ok")
         return d, by
 
+    def malformed_count(self):
+        # what `sdefed-coordinator status` (and the metrics) show operators
+        p = subprocess.run([bin_path("sdefed-coordinator"), "--config",
+                            self.sb.path("coordinator.conf"), "status", "--json"],
+                           capture_output=True, text=True, timeout=30, check=True)
+        sites = {s["site"]: s for s in json.loads(p.stdout)["sites"]}
+        self.assertEqual(sites["site-a"]["malformed_results"], 0)
+        return sites["site-b"]["malformed_results"]
+
     def pooled(self, d):
         return {strata_key(c["strata"]): c for c in d["pooled"]["cells"]}
 
     def test_a_well_formed_answer_is_pooled(self):
         # positive control: the fake's numbers are added to site-a's
         d, by = self.ask(" ".join(["status: SITE_OK", cell("female", 1000), cell("male", 2000)]))
+        self.assertEqual(self.malformed_count(), 0)
         self.assertEqual(by["site-b"]["status"], "ok", by["site-b"])
         pooled = self.pooled(d)
         for sex, extra in (("female", 1000), ("male", 2000)):
@@ -145,7 +155,9 @@ class LyingSiteTest(SandboxTestCase):
 
     def assert_refused(self, answer, reason, secret):
         off = self.sb.log_size("coordinator")
+        before = self.malformed_count()
         d, by = self.ask(answer)
+        self.assertEqual(self.malformed_count(), before + 1)
         b = by["site-b"]
         self.assertEqual(b["status"], "error", b)
         self.assertIn("malformed result", b["reason"])

@@ -415,9 +415,8 @@ static void result_screen(coord *co, size_t site_index, Sdefed__QueryKind kind, 
 }
 
 /* Put res (status OK, REFUSED, or ERROR after result_screen) into a site
- * result that said HELD: move
- * its contents over. Returns false when sr was not held or res is not an
- * allowed outcome. */
+ * result that said HELD: move its contents over. Returns false when sr was
+ * not held or res is not an allowed outcome. */
 static bool late_apply(Sdefed__SiteResult *sr, Sdefed__QueryResult *res)
 {
     if (sr->status != SDEFED__SITE_STATUS__SITE_HELD ||
